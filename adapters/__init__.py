@@ -1,0 +1,1 @@
+"""Model adapters, installed as ``prunekit.adapters`` and registered like any plugin."""

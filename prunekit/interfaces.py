@@ -1,0 +1,126 @@
+"""The abstract stages that strategies compose. Each stage is configured by a frozen pydantic model.
+
+Stages are pure functions of tensors that return indices or maps, never gathered tensors; the
+runtime (``prunekit.runtime``) owns hooks, positions and caches.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from prunekit.types import MergeMap, Segments, SelectionContext, Stage, VideoLayout
+
+if TYPE_CHECKING:
+    from prunekit.budget import Budget
+
+__all__ = [
+    "StageConfig",
+    "Component",
+    "Segmenter",
+    "TokenMerger",
+    "BudgetAllocator",
+    "FrameSelector",
+    "LayerScheduler",
+]
+
+
+class StageConfig(BaseModel):
+    """Base of every stage config: ``name`` picks the registered implementation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str
+
+
+class Component(ABC):
+    """A configurable stage. Subclasses set ``kind`` (via their interface) and a ``Config`` class."""
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[StageConfig]]
+
+    def __init__(self, config: StageConfig | None = None, **overrides: object) -> None:
+        if config is None:
+            config = self.Config(**overrides)
+        elif overrides:
+            config = config.model_copy(update=overrides)
+        self.config = config
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items() if k != "name")
+        return f"{type(self).__name__}({fields})"
+
+
+class Segmenter(Component):
+    """Splits a video's frames into contiguous temporal segments."""
+
+    kind: ClassVar[str] = "segmenter"
+
+    @abstractmethod
+    def segment(self, features: torch.Tensor, layout: VideoLayout) -> Segments:
+        """Segment ``features [F, P, D]`` (visual token features per frame)."""
+
+
+class TokenMerger(Component):
+    """Folds redundant tokens into kept ones before the LLM (layer-0 stage only)."""
+
+    kind: ClassVar[str] = "merger"
+
+    @abstractmethod
+    def merge(self, features: torch.Tensor, layout: VideoLayout, segments: Segments,
+              keep: int) -> tuple[torch.Tensor, MergeMap]:
+        """Reduce ``features [F, P, D]`` to ``keep`` visual tokens by merging.
+
+        Returns the sorted kept visual ids and the merge map (both in visual-id space). A merger
+        that cannot reach ``keep`` (e.g. it never merges across segments) may keep more; the
+        pipeline then lets the frame selector remove the rest, so counts stay exact.
+        """
+
+
+class BudgetAllocator(Component):
+    """Splits a stage's keep count across segments."""
+
+    kind: ClassVar[str] = "allocator"
+
+    @abstractmethod
+    def allocate(self, live_sizes: list[int], total_keep: int,
+                 segment_features: torch.Tensor) -> list[int]:
+        """Per-segment keep counts summing exactly to ``total_keep``, each in ``[1, live_sizes[i]]``.
+
+        ``segment_features [S, D]`` is each segment's mean input feature (for similarity-aware rules).
+        """
+
+
+class FrameSelector(Component):
+    """Chooses which tokens of one segment (all its frames together) survive."""
+
+    kind: ClassVar[str] = "frame_selector"
+    needs_relevance: bool = False
+    """True if `select` reads ``context.relevance`` (the runtime then computes last-query attention)."""
+
+    @abstractmethod
+    def select(self, features: torch.Tensor, keep: int, context: SelectionContext) -> torch.Tensor:
+        """Return exactly ``keep`` distinct indices into ``features [n, D]``."""
+
+    def select_segments(self, features: list[torch.Tensor], keeps: list[int],
+                        contexts: list[SelectionContext]) -> list[torch.Tensor]:
+        """Select in several segments at once; override to batch (the default loops)."""
+        return [self.select(f, k, c) for f, k, c in zip(features, keeps, contexts)]
+
+
+class LayerScheduler(Component):
+    """Decides at which LLM layers pruning happens and how many visual tokens each stage keeps."""
+
+    kind: ClassVar[str] = "layer_scheduler"
+
+    @abstractmethod
+    def plan(self, n_visual: int, num_layers: int, budget: Budget | None,
+             min_keep: int = 1) -> list[Stage]:
+        """Exact stages for ``n_visual`` tokens in a ``num_layers``-deep LLM.
+
+        With a budget, the realized retention (in the budget's mode) is within ``1 / n_visual``
+        of ``budget.retain``; without one, the scheduler's own published fractions apply.
+        """
+

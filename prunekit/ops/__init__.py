@@ -1,0 +1,1 @@
+"""Shared tensor operations used by several strategies (similarity, DPP, apportionment, merging)."""

@@ -1,0 +1,217 @@
+"""`Pipeline`: a composition of stages that turns features and a budget into kept token ids.
+
+Everything here is model-free and works on plain tensors, one sample at a time. The runtime
+calls `Pipeline.start` once per sample on the LLM input embeddings and `Pipeline.step` at every
+stage; `Pipeline.simulate` runs all stages on fixed features, for tests and for users who bring
+their own model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from prunekit.budget import Budget, realized_retention
+from prunekit.config import PipelineConfig
+from prunekit.errors import InvalidInputError, PrunekitError
+from prunekit.interfaces import BudgetAllocator, FrameSelector, LayerScheduler, Segmenter, TokenMerger
+from prunekit.types import MergeMap, Segments, SelectionContext, Stage, VideoLayout
+
+
+@dataclass
+class SamplePlan:
+    """Per-sample state: the segments, the exact stages and which visual ids are still alive."""
+
+    layout: VideoLayout
+    segments: Segments
+    segment_features: torch.Tensor  # [S, D] mean input feature per segment
+    stages: list[Stage]
+    live: torch.Tensor  # [n] visual ids alive now, sorted
+    kept_per_stage: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """Outcome of one stage in the live set's local index space.
+
+    Apply ``merge`` to the live features first, then keep rows ``keep`` (sorted).
+    """
+
+    keep: torch.Tensor
+    merge: MergeMap
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """What `Pipeline.simulate` returns."""
+
+    segments: Segments
+    stages: list[Stage]
+    kept: list[torch.Tensor]  # visual ids alive after each stage
+    retention: dict[str, float]
+
+
+class Pipeline:
+    """Segmenter + optional merger + allocator + frame selector + layer scheduler + budget."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        from prunekit.plugins import get_registry
+
+        registry = get_registry()
+        self.config = config
+        self.segmenter: Segmenter = registry.get("segmenter", config.segmenter.name)(config.segmenter)
+        self.merger: TokenMerger | None = (
+            registry.get("merger", config.merger.name)(config.merger) if config.merger else None)
+        self.allocator: BudgetAllocator = registry.get("allocator", config.allocator.name)(config.allocator)
+        self.selector: FrameSelector = registry.get("frame_selector", config.selector.name)(config.selector)
+        self.scheduler: LayerScheduler = registry.get("layer_scheduler", config.scheduler.name)(config.scheduler)
+
+    @classmethod
+    def from_preset(cls, name: str, budget: Budget | float | None = None) -> Pipeline:
+        """Build a named preset, optionally with another budget (a float = layer-average)."""
+        from prunekit import presets
+
+        config = presets.get(name)
+        return cls(config if budget is None else config.with_budget(budget))
+
+    @property
+    def budget(self) -> Budget | None:
+        """The requested budget (None: the scheduler's published fractions)."""
+        return self.config.budget
+
+    @property
+    def needs_relevance(self) -> bool:
+        """Whether the selector reads last-query attention."""
+        return bool(self.selector.needs_relevance)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.config.name!r}, budget={self.budget})"
+
+    # -- per-sample API used by the runtime ----------------------------------------------------
+    def start(self, features: torch.Tensor, layout: VideoLayout, num_layers: int) -> SamplePlan:
+        """Segment the video and plan exact stages. ``features [F, P, D]`` are LLM input embeddings."""
+        _check_features(features, layout)
+        segments = self.segmenter.segment(features, layout)
+        seg_of_frame = segments.segment_of_frame().to(features.device)
+        frame_means = features.float().mean(1)  # [F, D]
+        seg_feats = torch.zeros(len(segments), features.shape[-1], device=features.device)
+        seg_feats.index_add_(0, seg_of_frame, frame_means)
+        seg_feats /= torch.bincount(seg_of_frame, minlength=len(segments))[:, None].float()
+        n = layout.num_visual
+        stages = self.scheduler.plan(n, num_layers, self.budget, min_keep=len(segments))
+        stages = [s for s in stages if s.keep < n]
+        return SamplePlan(layout, segments, seg_feats, stages,
+                          torch.arange(n, device=features.device))
+
+    def step(self, plan: SamplePlan, index: int, features: torch.Tensor,
+             attention: torch.Tensor | None = None) -> StepResult:
+        """Run stage ``index`` on the live tokens' ``features [n, D]``; update ``plan.live``.
+
+        ``attention [n]`` is the raw last-query attention over the live visual tokens (needed only
+        when `needs_relevance`); it is min-max normalised here over all of them.
+        """
+        stage = plan.stages[index]
+        n = plan.live.numel()
+        if features.shape[0] != n:
+            raise InvalidInputError(f"stage {index} got {features.shape[0]} feature rows for {n} live tokens.")
+        relevance = _minmax(attention) if attention is not None else None
+        merge = MergeMap.empty()
+        candidates = torch.arange(n, device=features.device)
+        if stage.layer == 0 and self.merger is not None and n == plan.layout.num_visual:
+            kept, merge = self.merger.merge(features.view(plan.layout.num_frames, plan.layout.tokens_per_frame, -1),
+                                            plan.layout, plan.segments, stage.keep)
+            candidates = kept.to(features.device)
+            features = merge.apply(features)
+        if candidates.numel() > stage.keep:
+            chosen = self._select(plan, index, candidates, features[candidates],
+                                  None if relevance is None else relevance[candidates], stage.keep)
+            candidates = candidates[chosen]
+        keep = torch.sort(candidates).values
+        plan.live = plan.live[keep]
+        plan.kept_per_stage.append(int(keep.numel()))
+        return StepResult(keep=keep, merge=merge)
+
+    def simulate(self, features: torch.Tensor, layout: VideoLayout, num_layers: int,
+                 attention: torch.Tensor | None = None) -> Simulation:
+        """Run every stage on fixed ``features [F, P, D]`` (and optional ``attention [N]``)."""
+        plan = self.start(features, layout, num_layers)
+        feats = features.reshape(layout.num_visual, -1)
+        attn = attention
+        kept = []
+        for i in range(len(plan.stages)):
+            result = self.step(plan, i, feats, attn)
+            feats = result.merge.apply(feats)[result.keep]
+            attn = None if attn is None else attn[result.keep]
+            kept.append(plan.live.clone())
+        retention = realized_retention(plan.stages, layout.num_visual, num_layers) if plan.stages else {
+            "input": 1.0, "layer_average": 1.0}
+        return Simulation(plan.segments, plan.stages, kept, retention)
+
+    # -- internals --------------------------------------------------------------------------
+    def _select(self, plan: SamplePlan, index: int, candidates: torch.Tensor, features: torch.Tensor,
+                relevance: torch.Tensor | None, keep_total: int) -> torch.Tensor:
+        """Split ``keep_total`` over segments and run the selector in each; indices into candidates."""
+        layout = plan.layout
+        ids = plan.live[candidates]
+        frames = layout.frame_of(ids)
+        seg = plan.segments.segment_of_frame().to(ids.device)[frames]
+        sizes = torch.bincount(seg, minlength=len(plan.segments)).tolist()
+        counts = self.allocator.allocate(sizes, keep_total, plan.segment_features)
+        _check_counts(self.allocator, counts, sizes, keep_total)
+        stage = plan.stages[index]
+        llm_stage = sum(1 for s in plan.stages[:index] if s.layer > 0) if stage.layer > 0 else -1
+        generator = torch.Generator().manual_seed(self.config.seed * 1009 + index)
+        members, feats, keeps, contexts = [], [], [], []
+        for g, count in enumerate(counts):
+            member = torch.nonzero(seg == g).flatten()
+            if count == 0 or member.numel() == 0:
+                continue
+            members.append(member)
+            feats.append(features[member])
+            keeps.append(count)
+            contexts.append(SelectionContext(
+                frame=frames[member], position=layout.position_of(ids[member]), grid=layout.grid,
+                relevance=None if relevance is None else relevance[member], generator=generator,
+                layer=stage.layer, llm_stage=llm_stage))
+        picks = self.selector.select_segments(feats, keeps, contexts)
+        chosen = []
+        for member, pick, count in zip(members, picks, keeps):
+            pick = torch.as_tensor(pick, dtype=torch.long, device=member.device)
+            _check_pick(self.selector, pick, count, member.numel())
+            chosen.append(member[pick])
+        return torch.sort(torch.cat(chosen)).values
+
+
+def _minmax(x: torch.Tensor) -> torch.Tensor:
+    x = x.float()
+    lo, hi = x.min(), x.max()
+    span = hi - lo
+    return torch.where(span > 0, (x - lo) / span.clamp_min(1e-30), torch.ones_like(x))
+
+
+def _check_features(features: torch.Tensor, layout: VideoLayout) -> None:
+    expected = (layout.num_frames, layout.tokens_per_frame)
+    if features.ndim != 3 or tuple(features.shape[:2]) != expected:
+        raise InvalidInputError(
+            f"features must be [frames, tokens_per_frame, dim] = [{expected[0]}, {expected[1]}, D] for this "
+            f"layout, got {tuple(features.shape)}.")
+    if not torch.isfinite(features).all():
+        raise InvalidInputError(
+            "features contain NaN or infinite values; check the vision tower's dtype (fp16 overflow?) "
+            "before pruning.")
+
+
+def _check_counts(allocator: BudgetAllocator, counts: list[int], sizes: list[int], total: int) -> None:
+    if sum(counts) != total or any(c < 0 or c > s for c, s in zip(counts, sizes)):
+        raise PrunekitError(
+            f"allocator {allocator.config.name!r} returned {counts} for segment sizes {sizes} and "
+            f"total {total}: counts must sum to the total and fit each segment.")
+
+
+def _check_pick(selector: FrameSelector, pick: torch.Tensor, keep: int, n: int) -> None:
+    if pick.numel() != keep or torch.unique(pick).numel() != keep or (pick.numel() and (
+            int(pick.min()) < 0 or int(pick.max()) >= n)):
+        raise PrunekitError(
+            f"frame selector {selector.config.name!r} must return {keep} distinct indices in [0, {n}), "
+            f"got {pick.numel()} ({torch.unique(pick).numel()} distinct).")

@@ -1,0 +1,1 @@
+"""Built-in strategies, installed as ``prunekit.strategies`` and registered like any plugin."""

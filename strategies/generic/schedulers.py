@@ -1,0 +1,90 @@
+"""Layer schedulers: fixed stages, and HieraVid-style progressive pruning for any depth."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import field_validator
+
+from prunekit.budget import Budget, fit_stage_counts
+from prunekit.errors import BudgetError
+from prunekit.interfaces import LayerScheduler, StageConfig
+from prunekit.types import Stage
+
+
+class FixedScheduler(LayerScheduler):
+    """Prunes at given ``layers`` keeping given fractions of the visual tokens (0 = before the LLM).
+
+    With a budget, the fractions give the shape and are rescaled to meet it exactly.
+    """
+
+    class Config(StageConfig):
+        name: Literal["fixed"] = "fixed"
+        layers: tuple[int, ...] = (0,)
+        keep_fractions: tuple[float, ...] = (0.3,)
+
+    def plan(self, n_visual: int, num_layers: int, budget: Budget | None, min_keep: int = 1) -> list[Stage]:
+        layers, fractions = list(self.config.layers), list(self.config.keep_fractions)
+        if budget is not None:
+            return fit_stage_counts(layers, fractions, n_visual, num_layers, budget, min_keep)
+        fit_stage_counts(layers, fractions, n_visual, num_layers, Budget(1.0), min_keep)  # validates shape
+        counts = [max(min_keep, min(n_visual, math.floor(f * n_visual))) for f in fractions]
+        return [Stage(layer, c) for layer, c in zip(layers, counts)]
+
+
+class ProgressiveScheduler(LayerScheduler):
+    """HieraVid's schedule: prune ``p0`` before the LLM, then ``p1..pm`` of the survivors at
+    ``m`` evenly spaced layers (L/4, L/2, 3L/4 for m = 3).
+
+    Without a budget the published fractions apply (each stage keeps ``floor(previous * (1 - p))``);
+    with one, that shape is rescaled so the budget is met exactly.
+    """
+
+    class Config(StageConfig):
+        name: Literal["progressive"] = "progressive"
+        prune_fractions: tuple[float, ...] = (0.5, 0.3, 0.3, 0.57)
+        layers: tuple[int, ...] | None = None
+        input_stage: bool = True
+
+        @field_validator("prune_fractions")
+        @classmethod
+        def _fractions(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+            if not value or any(not 0 <= p < 1 for p in value):
+                raise ValueError("prune fractions must be in [0, 1); 0.3 removes 30% of the live tokens")
+            return value
+
+    def stage_layers(self, num_layers: int) -> list[int]:
+        """Layers of the stages for a model of ``num_layers`` decoder layers."""
+        if self.config.layers is not None:
+            return list(self.config.layers)
+        fractions = self.config.prune_fractions
+        inner = len(fractions) - (1 if self.config.input_stage else 0)
+        layers = [round(num_layers * i / (inner + 1)) for i in range(1, inner + 1)]
+        layers = ([0] if self.config.input_stage else []) + layers
+        if any(b <= a for a, b in zip(layers, layers[1:])) or (layers and layers[-1] >= num_layers):
+            raise BudgetError(
+                f"{len(fractions)} progressive stages do not fit a {num_layers}-layer model; give "
+                "fewer prune_fractions or explicit layers.")
+        return layers
+
+    def keep_fractions(self) -> list[float]:
+        """Kept fraction of N after each stage: cumulative products of ``1 - p``."""
+        out, live = [], 1.0
+        for p in self.config.prune_fractions:
+            live *= 1.0 - p
+            out.append(live)
+        return out
+
+    def plan(self, n_visual: int, num_layers: int, budget: Budget | None, min_keep: int = 1) -> list[Stage]:
+        layers = self.stage_layers(num_layers)
+        if len(layers) != len(self.config.prune_fractions):
+            raise BudgetError(f"layers {layers} and prune_fractions {self.config.prune_fractions} differ in length.")
+        if budget is not None:
+            return fit_stage_counts(layers, self.keep_fractions(), n_visual, num_layers, budget, min_keep)
+        fit_stage_counts(layers, self.keep_fractions(), n_visual, num_layers, Budget(1.0), min_keep)
+        stages, live = [], n_visual
+        for layer, p in zip(layers, self.config.prune_fractions):
+            live = max(min_keep, min(live, math.floor(live * (1.0 - p) + 1e-9)))
+            stages.append(Stage(layer, live))
+        return stages

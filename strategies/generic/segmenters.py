@@ -1,0 +1,32 @@
+"""The trivial segmenter: the whole video is one segment."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from prunekit.interfaces import Segmenter, StageConfig
+from prunekit.types import Segments, VideoLayout
+
+
+class SingleSegmenter(Segmenter):
+    """Treats the whole video as one segment (image-style methods)."""
+
+    class Config(StageConfig):
+        name: Literal["single"] = "single"
+
+    def segment(self, features: torch.Tensor, layout: VideoLayout) -> Segments:
+        return Segments.single(layout.num_frames)
+
+
+class FixedLengthSegmenter(Segmenter):
+    """Cuts the video into segments of ``frames_per_segment`` frames (the last may be shorter)."""
+
+    class Config(StageConfig):
+        name: Literal["fixed_length"] = "fixed_length"
+        frames_per_segment: int = 4
+
+    def segment(self, features: torch.Tensor, layout: VideoLayout) -> Segments:
+        step = max(1, self.config.frames_per_segment)
+        return Segments(tuple(range(0, layout.num_frames, step)), layout.num_frames)

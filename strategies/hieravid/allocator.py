@@ -1,0 +1,54 @@
+"""HieraVid level 1: per-segment budget offsets (the MV score from MMG-Vid)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from prunekit.interfaces import BudgetAllocator, StageConfig
+from prunekit.ops.apportion import apportion
+from prunekit.ops.similarity import cosine
+
+
+def mv_scores(segment_features: torch.Tensor, k: float) -> torch.Tensor:
+    """z-scored ``MV_i = k * cos(f_i, mean of earlier) + (1 - k) * (1 - cos(f_i, mean of later))``."""
+    feats = segment_features.float()
+    count = feats.shape[0]
+    if count < 2:
+        return torch.zeros(count)
+    idx = torch.arange(count, dtype=feats.dtype)[:, None]
+    csum = feats.cumsum(0)
+    earlier = torch.cat([torch.zeros_like(feats[:1]), csum[:-1]]) / idx.clamp_min(1)
+    later = (csum[-1] - csum) / (count - 1 - idx).clamp_min(1)
+    a1 = cosine(feats, earlier)
+    a2 = cosine(feats, later)
+    a1[0], a2[-1] = 0.0, 0.0
+    mv = k * a1 + (1 - k) * (1 - a2)
+    std = mv.std(unbiased=False)
+    return torch.zeros_like(mv) if float(std) == 0.0 else (mv - mv.mean()) / std
+
+
+class MVOffsetAllocator(BudgetAllocator):
+    """Each segment keeps ``clamp(q + scale * MV_i, lo, hi)`` of its live tokens (q = the stage's
+    overall keep ratio), then counts are rescaled by largest remainder so the total is exact.
+
+    The authors floor each segment's count and so miss the nominal budget; prunekit does not.
+    """
+
+    class Config(StageConfig):
+        name: Literal["mv_offset"] = "mv_offset"
+        k: float = Field(0.5, ge=0.0, le=1.0)
+        scale: float = Field(0.1, ge=0.0)
+        min_ratio: float = Field(0.05, gt=0.0, le=1.0)
+        max_ratio: float = Field(0.95, gt=0.0, le=1.0)
+
+    def allocate(self, live_sizes: list[int], total_keep: int,
+                 segment_features: torch.Tensor) -> list[int]:
+        cfg = self.config
+        q = total_keep / max(1, sum(live_sizes))
+        mv = mv_scores(segment_features, cfg.k)
+        ratios = (q + cfg.scale * mv).clamp(cfg.min_ratio, cfg.max_ratio)
+        weights = [float(r) * s for r, s in zip(ratios, live_sizes)]
+        return apportion(weights, total_keep, [min(1, s) for s in live_sizes], live_sizes)

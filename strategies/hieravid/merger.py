@@ -1,0 +1,49 @@
+"""HieraVid level 1: same-position temporal merge before the LLM."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from prunekit.interfaces import StageConfig, TokenMerger
+from prunekit.ops.similarity import same_position_similarity
+from prunekit.types import MergeMap, Segments, VideoLayout
+
+
+def same_position_runs(removed: torch.Tensor) -> torch.Tensor:
+    """``[F, P]`` frame that each token merges into: the last kept frame at or before it, same position."""
+    frames = torch.arange(removed.shape[0], device=removed.device)[:, None].expand_as(removed)
+    kept_frame = torch.where(removed, torch.full_like(frames, -1), frames)
+    return kept_frame.cummax(0).values
+
+
+class SamePositionMerger(TokenMerger):
+    """Removes the tokens most similar to the same grid position one frame earlier and averages
+    each run of consecutive removed tokens into the run's first (kept) token, which keeps its
+    original position. Tokens of a segment's first frame are never removed, so merges stay inside
+    segments and every segment keeps at least one frame."""
+
+    class Config(StageConfig):
+        name: Literal["same_position"] = "same_position"
+
+    def merge(self, features: torch.Tensor, layout: VideoLayout, segments: Segments,
+              keep: int) -> tuple[torch.Tensor, MergeMap]:
+        num_frames, per_frame = features.shape[:2]
+        sim = same_position_similarity(features)  # [F, P]
+        starts = torch.tensor(segments.starts, device=sim.device)
+        sim[starts] = float("-inf")
+        eligible = int(torch.isfinite(sim).sum())
+        remove = min(max(0, num_frames * per_frame - keep), eligible)
+        flat = sim.flatten()
+        # stable top-k: highest similarity first, earliest token on ties
+        order = torch.argsort(-flat, stable=True)[:remove]
+        removed = torch.zeros_like(flat, dtype=torch.bool)
+        removed[order] = True
+        removed = removed.view(num_frames, per_frame)
+        target_frame = same_position_runs(removed)  # [F, P]
+        positions = torch.arange(per_frame, device=sim.device)[None].expand_as(target_frame)
+        target_ids = (target_frame * per_frame + positions).flatten()
+        source = torch.nonzero(removed.flatten()).flatten()
+        kept = torch.nonzero(~removed.flatten()).flatten()
+        return kept, MergeMap(source=source, target=target_ids[source])

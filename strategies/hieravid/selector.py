@@ -1,0 +1,76 @@
+"""HieraVid level 2: conditional DPP over all frames of a segment."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from prunekit.interfaces import FrameSelector, StageConfig
+from prunekit.ops.dpp import conditional_kernel, greedy_map
+from prunekit.types import SelectionContext
+
+
+def relevance_spread(relevance: torch.Tensor | None, n: int, keep: int) -> torch.Tensor:
+    """Split ``n`` tokens (sequence order) into ``keep`` contiguous buckets; keep each bucket's most
+    relevant token (the first one without relevance)."""
+    bucket = torch.div(torch.arange(n) * keep, n, rounding_mode="floor")
+    if relevance is None:
+        relevance = torch.zeros(n)
+    key = bucket.double() * 4.0 - relevance.double().cpu()
+    order = torch.argsort(key, stable=True)
+    first = torch.ones(n, dtype=torch.bool)
+    first[1:] = bucket[order][1:] != bucket[order][:-1]
+    return torch.sort(order[first]).values
+
+
+class ConditionalDPPSelector(FrameSelector):
+    """Greedy MAP of a DPP with kernel ``diag(r) S diag(r)``: ``S`` the cosine similarity of the
+    segment's hidden states, ``r`` the min-max normalised last-query attention.
+
+    ``relevance="negated_attention"`` reproduces the authors' code (inherited from CDPruner), where
+    low-attention tokens count as relevant; ``"none"`` gives a plain (DivPrune-like) DPP.
+    ``first_stage="relevance_spread"`` uses the authors' latest variant at the first in-LLM stage.
+    All segments run as one padded batch.
+    """
+
+    class Config(StageConfig):
+        name: Literal["dpp"] = "dpp"
+        relevance: Literal["attention", "negated_attention", "none"] = "attention"
+        first_stage: Literal["dpp", "relevance_spread"] = "dpp"
+
+    @property
+    def needs_relevance(self) -> bool:  # type: ignore[override]
+        return self.config.relevance != "none"
+
+    def _relevance(self, context: SelectionContext) -> torch.Tensor | None:
+        r = context.relevance
+        if r is None or self.config.relevance == "none":
+            return None
+        return 1.0 - r if self.config.relevance == "negated_attention" else r
+
+    def select(self, features: torch.Tensor, keep: int, context: SelectionContext) -> torch.Tensor:
+        return self.select_segments([features], [keep], [context])[0]
+
+    def select_segments(self, features: list[torch.Tensor], keeps: list[int],
+                        contexts: list[SelectionContext]) -> list[torch.Tensor]:
+        if not features:
+            return []
+        relevances = [self._relevance(c) for c in contexts]
+        if self.config.first_stage == "relevance_spread" and contexts[0].llm_stage == 0:
+            return [relevance_spread(r, f.shape[0], k) for f, r, k in zip(features, relevances, keeps)]
+        device = features[0].device
+        n_max = max(f.shape[0] for f in features)
+        dim = features[0].shape[-1]
+        batch = len(features)
+        padded = torch.zeros(batch, n_max, dim, device=device, dtype=torch.float32)
+        rel = torch.ones(batch, n_max, device=device)
+        valid = torch.zeros(batch, n_max, dtype=torch.bool, device=device)
+        for b, (f, r) in enumerate(zip(features, relevances)):
+            padded[b, : f.shape[0]] = f.float()
+            valid[b, : f.shape[0]] = True
+            if r is not None:
+                rel[b, : f.shape[0]] = r.to(device).float()
+        kernel = conditional_kernel(padded, rel)
+        keep = torch.tensor(keeps, device=device)
+        return greedy_map(kernel, keep, valid, fill_score=rel)

@@ -1,0 +1,1 @@
+"""Peer methods from the literature, each composed from prunekit stages."""
