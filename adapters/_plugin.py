@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from prunekit.adapters.llava_onevision import LlavaOnevisionAdapter
+from prunekit.adapters.qwen2_vl import Qwen2VLAdapter, Qwen25VLAdapter
 from prunekit.hookspecs import hookimpl
 from prunekit.registry import ScopedRegistry
 
-ADAPTERS: dict[str, str] = {}  # filled as adapters land: name -> "module:Class"
+ADAPTERS = (LlavaOnevisionAdapter, Qwen2VLAdapter, Qwen25VLAdapter)
 
 
 @hookimpl
 def prunekit_register_adapters(registry: ScopedRegistry) -> None:
-    import importlib
-
-    for name, target in ADAPTERS.items():
-        module, cls = target.split(":")
-        registry.register("adapter", name, getattr(importlib.import_module(module), cls))
+    for adapter in ADAPTERS:
+        registry.register("adapter", adapter.name, adapter)

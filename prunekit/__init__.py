@@ -17,12 +17,16 @@ from prunekit.errors import (
 )
 from prunekit.hookspecs import hookimpl
 from prunekit.pipeline import Pipeline
+from prunekit.runtime import PruneHandle, apply, is_pruned
 from prunekit.types import MergeMap, Segments, Stage, VideoLayout
 
 __all__ = [
     "__version__",
     "Budget",
     "Pipeline",
+    "apply",
+    "is_pruned",
+    "PruneHandle",
     "PipelineConfig",
     "VideoLayout",
     "Segments",

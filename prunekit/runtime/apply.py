@@ -1,0 +1,114 @@
+"""`prunekit.apply`: make a Hugging Face video LLM prune, in place and reversibly."""
+
+from __future__ import annotations
+
+import weakref
+
+from torch import nn
+
+from prunekit.adapter import ModelAdapter, find_adapter
+from prunekit.budget import Budget
+from prunekit.config import PipelineConfig
+from prunekit.errors import PrunekitError, UnsupportedModelError
+from prunekit.pipeline import Pipeline
+from prunekit.runtime.session import PruneSession
+from prunekit.runtime.stats import ForwardStats
+
+SUPPORTED_ATTENTION = ("sdpa", "eager")
+_HANDLES: weakref.WeakKeyDictionary[nn.Module, PruneHandle] = weakref.WeakKeyDictionary()
+
+
+class PruneHandle:
+    """Returned by `apply`: undo with `remove()` (or use it as a context manager), read `stats()`."""
+
+    def __init__(self, model: nn.Module, adapter: ModelAdapter, pipeline: Pipeline) -> None:
+        self.model, self.adapter, self.pipeline = model, adapter, pipeline
+        self._session = PruneSession(model, adapter, pipeline)
+        self._session.install()
+        self.active = True
+
+    def remove(self) -> None:
+        """Remove every hook: the model behaves bit-identically to before `apply`."""
+        if self.active:
+            self._session.remove()
+            self.active = False
+            if _HANDLES.get(self.model) is self:
+                del _HANDLES[self.model]
+
+    def stats(self) -> ForwardStats | None:
+        """Kept tokens per stage, realized retention and FLOPs ratio of the latest prefill (None before any)."""
+        return self._session.last_stats
+
+    def timed(self, sync: bool = True) -> PruneHandle:
+        """Attribute GPU time to prunekit's parts exactly (CUDA syncs; for benchmarks)."""
+        self._session.timer.sync = sync
+        return self
+
+    def __enter__(self) -> PruneHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "removed"
+        return f"PruneHandle({self.pipeline.config.name!r}, {self.adapter.describe()}, {state})"
+
+
+def apply(model: nn.Module, pipeline: Pipeline | PipelineConfig | str, budget: Budget | float | None = None, *,
+          adapter: str = "auto", replace: bool = False) -> PruneHandle:
+    """Make ``model.generate`` / ``model(...)`` prune video tokens with ``pipeline``.
+
+    Args:
+        model: a supported Hugging Face model (LLaVA-OneVision, LLaVA-Video, Qwen2-VL, Qwen2.5-VL).
+        pipeline: a preset name (``"hieravid-30"``), a `PipelineConfig` or a `Pipeline`.
+        budget: overrides the pipeline's budget; a float means layer-averaged retention.
+        adapter: ``"auto"`` (recognise the model) or an adapter name.
+        replace: allow re-applying to a model that already prunes (the old hooks are removed).
+
+    Returns:
+        A `PruneHandle`; ``handle.remove()`` restores the original behaviour exactly.
+    """
+    pipe = _as_pipeline(pipeline, budget)
+    previous = _HANDLES.get(model)
+    if previous is not None and previous.active:
+        if not replace:
+            raise PrunekitError(
+                f"this model already prunes with {previous.pipeline.config.name!r}; call handle.remove() first "
+                "or pass replace=True.")
+        previous.remove()
+    found = find_adapter(model, adapter)
+    _check_attention(model)
+    _check_depth(pipe, found)
+    handle = PruneHandle(model, found, pipe)
+    _HANDLES[model] = handle
+    return handle
+
+
+def is_pruned(model: nn.Module) -> bool:
+    """Whether ``model`` currently has an active `apply`."""
+    handle = _HANDLES.get(model)
+    return handle is not None and handle.active
+
+
+def _as_pipeline(pipeline: Pipeline | PipelineConfig | str, budget: Budget | float | None) -> Pipeline:
+    if isinstance(pipeline, str):
+        return Pipeline.from_preset(pipeline, budget)
+    if isinstance(pipeline, PipelineConfig):
+        return Pipeline(pipeline if budget is None else pipeline.with_budget(budget))
+    if isinstance(pipeline, Pipeline):
+        return pipeline if budget is None else Pipeline(pipeline.config.with_budget(budget))
+    raise TypeError(f"pipeline must be a preset name, a PipelineConfig or a Pipeline, got {type(pipeline).__name__}.")
+
+
+def _check_attention(model: nn.Module) -> None:
+    impl = getattr(model.config, "_attn_implementation", None) or "sdpa"
+    if impl not in SUPPORTED_ATTENTION:
+        raise UnsupportedModelError(
+            f"attn_implementation={impl!r} is not supported by prunekit's runtime (it builds per-layer masks for "
+            f"ragged keep sets); load the model with attn_implementation='sdpa' (recommended) or 'eager'.")
+
+
+def _check_depth(pipe: Pipeline, adapter: ModelAdapter) -> None:
+    """Surface schedule errors (e.g. a stage layer beyond the model's depth) at apply time."""
+    pipe.scheduler.plan(10_000, adapter.num_layers, pipe.budget, min_keep=1)

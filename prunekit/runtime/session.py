@@ -1,0 +1,317 @@
+"""The hooks that make an unmodified ``model.generate`` prune, and the per-forward state they share.
+
+Three kinds of instance-level forward pre-hooks:
+
+* on the top-level model: remember ``input_ids`` (to find the video tokens);
+* on the language model: at prefill, run the layer-0 stage on ``inputs_embeds`` (merge and/or
+  select), re-pad the batch and slice positions and mask; at decode, slice the 2-D mask;
+* on every decoder layer: at a stage layer, select on the hidden states; after it, hand each layer
+  the sliced rotary tables, positions and mask. At decode, give each layer a mask as long as its
+  (shorter) KV cache.
+
+Kept tokens always keep their original (M-)RoPE positions; ``generate`` keeps counting positions
+on the unpruned length, which is exactly right for the new tokens.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunekit.adapter import ModelAdapter
+from prunekit.pipeline import Pipeline, SamplePlan
+from prunekit.runtime.relevance import last_query_attention
+from prunekit.runtime.sequence import gather_tokens, left_pad_index, prefill_mask, to_mask_format
+from prunekit.runtime.stats import ForwardStats, SampleStats
+from prunekit.runtime.timing import StageTimer
+
+
+@dataclass
+class Track:
+    """One sample's tokens: original sequence indices and LM-input positions of what is present."""
+
+    plan: SamplePlan | None
+    orig: torch.Tensor  # [n] original sequence index of every present token (sorted)
+    lm: torch.Tensor  # [n] position in the LM-input sequence of every present token
+    next_stage: int = 0
+
+
+@dataclass
+class Current:
+    """What the decoder layers from the latest in-LLM stage on receive instead of the full tensors."""
+
+    valid: torch.Tensor  # [B, Lc]
+    lm_index: torch.Tensor  # [B, Lc] LM-input position of every current token (0 for padding)
+    position_embeddings: tuple[torch.Tensor, torch.Tensor]
+    position_ids: torch.Tensor | None
+    attention_mask: torch.Tensor | None
+
+
+@dataclass
+class ForwardState:
+    """Everything one prefill decided, kept for its decode steps."""
+
+    input_len: int  # L0: the unpruned sequence length
+    lm_len: int  # L1: the sequence length entering the LLM
+    lm_valid: torch.Tensor  # [B, L1]
+    tracks: list[Track]
+    stage_layers: set[int]
+    layer_valid: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [B, Lc] at prefill
+    current: Current | None = None
+    text_counts: list[int] = field(default_factory=list)  # valid tokens per sample (unpruned)
+    recorded: bool = False
+
+
+class PruneSession:
+    """Owns the hooks of one `prunekit.apply` and the state of the latest forward."""
+
+    def __init__(self, model: nn.Module, adapter: ModelAdapter, pipeline: Pipeline) -> None:
+        self.model, self.adapter, self.pipeline = model, adapter, pipeline
+        self.layers = adapter.layers
+        self.num_layers = len(self.layers)
+        self.pending_ids: torch.Tensor | None = None
+        self.state: ForwardState | None = None
+        self.last_stats: ForwardStats | None = None
+        self.timer = StageTimer()
+        self._warned = False
+        self._hooks: list[Any] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def install(self) -> None:
+        """Register every hook (instance level only)."""
+        self._hooks.append(self.model.register_forward_pre_hook(self._capture_ids, with_kwargs=True))
+        lm = self.adapter.language_model
+        self._hooks.append(lm.register_forward_pre_hook(self._lm_hook, with_kwargs=True))
+        self._hooks.append(lm.register_forward_hook(self._lm_done))
+        for index, layer in enumerate(self.layers):
+            hook = self._make_layer_hook(index)
+            self._hooks.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
+
+    def remove(self) -> None:
+        """Unregister every hook and forget all state."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+        self.state, self.pending_ids = None, None
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def _capture_ids(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if isinstance(ids, torch.Tensor) and ids.ndim == 2 and ids.shape[1] > 1:
+            self.pending_ids = ids
+
+    def _lm_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        embeds = kwargs.get("inputs_embeds")
+        if embeds is None:
+            return None
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        is_prefill = embeds.shape[1] > 1 and (cache is None or cache.get_seq_length() == 0)
+        if is_prefill:
+            with torch.no_grad():
+                return self._prefill(args, kwargs, embeds, cache)
+        if self.state is not None:
+            self._decode_lm(kwargs)
+            return args, kwargs
+        return None
+
+    def _lm_done(self, module: nn.Module, args: tuple, output: Any) -> None:
+        state = self.state
+        if state is not None and not state.recorded:
+            state.recorded = True
+            self._record_stats()
+
+    def _make_layer_hook(self, index: int):  # noqa: ANN202 - a hook closure
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+            state = self.state
+            if state is None or (state.current is None and index not in state.stage_layers):
+                return None
+            hidden = args[0] if args else kwargs["hidden_states"]
+            if hidden.shape[1] == 1:
+                return self._decode_layer(index, args, kwargs)
+            with torch.no_grad():
+                if index in state.stage_layers:
+                    hidden = self._layer_stage(index, hidden, kwargs)
+                    args = (hidden, *args[1:]) if args else args
+                    if not args:
+                        kwargs["hidden_states"] = hidden
+            current = state.current
+            kwargs["position_embeddings"] = current.position_embeddings
+            if "position_ids" in kwargs:
+                kwargs["position_ids"] = current.position_ids
+            kwargs["attention_mask"] = current.attention_mask
+            return args, kwargs
+
+        return hook
+
+    # -- prefill, before the LLM -----------------------------------------------------------------
+    def _prefill(self, args: tuple, kwargs: dict, embeds: torch.Tensor, cache: Any) -> tuple[tuple, dict] | None:
+        self.state = None
+        self.timer.reset()
+        ids, self.pending_ids = self.pending_ids, None
+        length, batch = embeds.shape[1], embeds.shape[0]
+        if ids is None or ids.shape != embeds.shape[:2]:
+            self._warn_once("prunekit saw no input_ids for this forward, so it cannot locate the video tokens; "
+                            "call the model with input_ids (and pixel_values_videos) rather than inputs_embeds.")
+            return None
+        positions = kwargs.get("position_ids")
+        layouts = self.adapter.layouts(ids, positions)
+        if all(layout is None for layout in layouts):
+            return None
+        mask_in = kwargs.get("attention_mask")
+        valid0 = mask_in.bool() if isinstance(mask_in, torch.Tensor) and mask_in.ndim == 2 else \
+            torch.ones(batch, length, dtype=torch.bool, device=embeds.device)
+        tracks: list[Track] = []
+        with self.timer("plan"):
+            for b, layout in enumerate(layouts):
+                orig = torch.nonzero(valid0[b]).flatten()
+                plan = None
+                if layout is not None:
+                    feats = embeds[b, layout.token_index.to(embeds.device)]
+                    plan = self.pipeline.start(feats, layout, self.num_layers)
+                tracks.append(Track(plan, orig, orig.clone()))
+        if not any(t.plan is not None and t.plan.stages for t in tracks):  # retain = 1.0: touch nothing
+            self.state = ForwardState(length, length, valid0, tracks, set(),
+                                      text_counts=[int(v.sum()) for v in valid0])
+            self._record_stats()
+            self.state = None
+            return None
+        embeds = embeds.clone()
+        if any(t.plan is not None and t.plan.stages and t.plan.stages[0].layer == 0 for t in tracks):
+            attention = self._layer0_attention(embeds, positions, valid0) if self.pipeline.needs_relevance else None
+            for b, track in enumerate(tracks):
+                if track.plan is not None and track.plan.stages and track.plan.stages[0].layer == 0:
+                    present = torch.arange(track.orig.numel(), device=embeds.device)
+                    keep = self._run_stage(track, embeds[b], present, track.orig,
+                                           None if attention is None else attention[b])
+                    track.orig, track.lm = track.orig[keep], track.lm[keep]
+        index, valid = left_pad_index([t.orig for t in tracks])
+        kwargs["inputs_embeds"] = gather_tokens(embeds, index, 1)
+        if positions is None:
+            positions = torch.arange(length, device=embeds.device)[None].expand(batch, -1)
+        kwargs["position_ids"] = gather_tokens(positions, index, positions.ndim - 1)
+        if isinstance(mask_in, torch.Tensor) and mask_in.ndim == 2:
+            kwargs["attention_mask"] = valid.to(mask_in.dtype)
+        elif mask_in is None and (not bool(valid.all()) or cache is None):
+            kwargs["attention_mask"] = valid.long()  # also avoids the packed-sequence trap for gapped positions
+        if kwargs.get("cache_position") is not None:  # transformers <= 5.3
+            kwargs["cache_position"] = torch.arange(index.shape[1], device=embeds.device)
+        lm_len = index.shape[1]
+        for b, track in enumerate(tracks):
+            n = track.orig.numel()
+            track.lm = torch.arange(lm_len - n, lm_len, device=embeds.device)
+        stage_layers = {s.layer for t in tracks if t.plan for s in t.plan.stages if s.layer > 0}
+        self.state = ForwardState(length, lm_len, valid, tracks, stage_layers,
+                                  text_counts=[int(v.sum()) for v in valid0])
+        return args, kwargs
+
+    def _layer0_attention(self, embeds: torch.Tensor, positions: torch.Tensor | None,
+                          valid: torch.Tensor) -> torch.Tensor:
+        with self.timer("relevance"):
+            lm = self.adapter.language_model
+            rope_ids = self.adapter.rope_position_ids(positions, embeds.shape[1], embeds.shape[0], embeds.device)
+            cos, sin = lm.rotary_emb(embeds, rope_ids)
+            return last_query_attention(self.layers[0], embeds, cos, sin, valid)
+
+    def _run_stage(self, track: Track, hidden: torch.Tensor, present_pos: torch.Tensor, present_orig: torch.Tensor,
+                   attention: torch.Tensor | None) -> torch.Tensor:
+        """Run the track's next stage; edit ``hidden`` in place for merges; return the kept present rows."""
+        plan = track.plan
+        vis_orig = plan.layout.sequence_index(plan.live).to(present_orig.device)
+        rows = torch.searchsorted(present_orig, vis_orig)
+        positions = present_pos[rows]
+        feats = hidden[positions]
+        with self.timer("select"):
+            result = self.pipeline.step(plan, track.next_stage, feats,
+                                        None if attention is None else attention[positions])
+        track.next_stage += 1
+        if len(result.merge):
+            hidden[positions] = result.merge.apply(feats).to(hidden.dtype)
+        keep = torch.ones(present_orig.numel(), dtype=torch.bool, device=present_orig.device)
+        keep[rows] = False
+        keep[rows[result.keep.to(rows.device)]] = True
+        return keep
+
+    # -- prefill, inside the LLM -----------------------------------------------------------------
+    def _layer_stage(self, index: int, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
+        state = self.state
+        cur = state.current
+        if cur is None:
+            cos, sin = kwargs["position_embeddings"]
+            valid = state.lm_valid
+        else:
+            (cos, sin), valid = cur.position_embeddings, cur.valid
+        attention = None
+        if self.pipeline.needs_relevance:
+            with self.timer("relevance"):
+                attention = last_query_attention(self.layers[index], hidden, cos, sin, valid)
+        hidden = hidden.clone()
+        rows = []
+        for b, track in enumerate(state.tracks):
+            present = torch.nonzero(valid[b]).flatten()
+            due = track.plan is not None and track.next_stage < len(track.plan.stages) and \
+                track.plan.stages[track.next_stage].layer == index
+            if due:
+                keep = self._run_stage(track, hidden[b], present, track.orig,
+                                       None if attention is None else attention[b])
+                track.orig, track.lm, present = track.orig[keep], track.lm[keep], present[keep]
+            rows.append(present)
+        gather, new_valid = left_pad_index(rows)
+        hidden = gather_tokens(hidden, gather, 1)
+        lm_index, _ = left_pad_index([t.lm for t in state.tracks])
+        # the LM hands every layer the same LM-level rotary tables, positions and mask: slice those
+        full_cos, full_sin = kwargs["position_embeddings"]
+        token_dim = full_cos.ndim - 2
+        position_embeddings = (gather_tokens(full_cos, lm_index, token_dim),
+                               gather_tokens(full_sin, lm_index, token_dim))
+        position_ids = kwargs.get("position_ids")
+        if position_ids is not None:
+            position_ids = gather_tokens(position_ids, lm_index, position_ids.ndim - 1)
+        mask_in = kwargs.get("attention_mask")
+        mask = None
+        if mask_in is not None or not bool(new_valid.all()):
+            mask = prefill_mask(new_valid, mask_in, hidden.dtype)
+        state.current = Current(new_valid, lm_index, position_embeddings, position_ids, mask)
+        for layer in range(index, self.num_layers):
+            state.layer_valid[layer] = new_valid
+        return hidden
+
+    # -- decode ------------------------------------------------------------------------------------
+    def _decode_lm(self, kwargs: dict) -> None:
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.ndim == 2:
+            state = self.state
+            kwargs["attention_mask"] = torch.cat([state.lm_valid.to(mask.dtype), mask[:, state.input_len:]], 1)
+
+    def _decode_layer(self, index: int, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        mask = kwargs.get("attention_mask")
+        valid = self.state.layer_valid.get(index)
+        if valid is None or not isinstance(mask, torch.Tensor) or mask.ndim != 4:
+            return None
+        new_cols = mask[..., self.state.lm_len:]
+        prefix = to_mask_format(valid[:, None, None, :].expand(-1, 1, mask.shape[2], -1), mask, mask.dtype)
+        kwargs["attention_mask"] = torch.cat([prefix, new_cols], -1)
+        return args, kwargs
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+    def _record_stats(self) -> None:
+        state = self.state
+        cfg = self.adapter.text_config
+        samples = []
+        for track, total in zip(state.tracks, state.text_counts):
+            plan = track.plan
+            if plan is None:
+                samples.append(SampleStats.unpruned(total, self.num_layers))
+                continue
+            samples.append(SampleStats.from_plan(
+                plan.stages, plan.kept_per_stage, plan.layout.num_visual, total - plan.layout.num_visual,
+                len(plan.segments), self.num_layers, cfg.hidden_size, cfg.intermediate_size))
+        self.last_stats = ForwardStats(samples, self.timer.snapshot())
+
+    def _warn_once(self, message: str) -> None:
+        if not self._warned:
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+            self._warned = True

@@ -1,0 +1,83 @@
+"""What `PruneHandle.stats()` reports about the latest forward."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from prunekit.budget import realized_retention, visual_tokens_per_layer
+from prunekit.flops import flops_ratio
+from prunekit.types import Stage
+
+
+@dataclass(frozen=True)
+class SampleStats:
+    """One sample: visual/text token counts, kept tokens per stage, retention and FLOPs ratio."""
+
+    n_visual: int
+    n_text: int
+    segments: int
+    stages: list[tuple[int, int]]  # (layer, visual tokens kept from that layer on)
+    input_retention: float
+    layer_average_retention: float
+    flops_ratio: float
+
+    @classmethod
+    def unpruned(cls, n_tokens: int, num_layers: int) -> SampleStats:
+        """A sample without video (or with retain = 1.0)."""
+        return cls(0, n_tokens, 0, [], 1.0, 1.0, 1.0)
+
+    @classmethod
+    def from_plan(cls, stages: list[Stage], kept: list[int], n_visual: int, n_text: int, segments: int,
+                  num_layers: int, hidden_size: int, intermediate_size: int) -> SampleStats:
+        """Stats of the stages that ran (``kept`` = realized counts, one per stage run)."""
+        realized = [Stage(s.layer, k) for s, k in zip(stages, kept)]
+        retention = realized_retention(realized, n_visual, num_layers) if realized else \
+            {"input": 1.0, "layer_average": 1.0}
+        per_layer = visual_tokens_per_layer(realized, n_visual, num_layers)
+        ratio = flops_ratio(per_layer, n_visual, n_text, hidden_size, intermediate_size)
+        return cls(n_visual, n_text, segments, [(s.layer, s.keep) for s in realized], retention["input"],
+                   retention["layer_average"], ratio)
+
+
+@dataclass(frozen=True)
+class ForwardStats:
+    """Per-sample stats of the latest prefill, with batch means and prunekit's own time per part."""
+
+    samples: list[SampleStats]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def _mean(self, name: str) -> float:
+        values = [getattr(s, name) for s in self.samples]
+        return sum(values) / len(values) if values else 1.0
+
+    @property
+    def input_retention(self) -> float:
+        """Mean fraction of visual tokens that entered the LLM."""
+        return self._mean("input_retention")
+
+    @property
+    def layer_average_retention(self) -> float:
+        """Mean layer-averaged visual retention."""
+        return self._mean("layer_average_retention")
+
+    @property
+    def flops_ratio(self) -> float:
+        """Mean prefill FLOPs ratio (FastV's formula, text counted) against the unpruned model."""
+        return self._mean("flops_ratio")
+
+    def to_dict(self) -> dict:
+        """Plain mapping (for JSON records)."""
+        return {
+            "input_retention": self.input_retention,
+            "layer_average_retention": self.layer_average_retention,
+            "flops_ratio": self.flops_ratio,
+            "samples": [asdict(s) for s in self.samples],
+            "timings_ms": dict(self.timings_ms),
+        }
+
+    def __str__(self) -> str:
+        stages = "; ".join(
+            f"sample {i}: " + ", ".join(f"L{layer}:{keep}" for layer, keep in s.stages) for i, s in
+            enumerate(self.samples))
+        return (f"input retention {self.input_retention:.1%}, layer-average {self.layer_average_retention:.1%}, "
+                f"FLOPs ratio {self.flops_ratio:.3f} [{stages}]")
