@@ -123,3 +123,30 @@ def video_inputs(model: nn.Module, num_frames: int, prompt_before: int = 3, prom
         if name.startswith("Qwen2_5"):
             kwargs["second_per_grid_ts"] = torch.tensor([1.0])
     return VideoInputs(kwargs, num_frames)
+
+
+def batch_inputs(samples: list[VideoInputs], pad_token_id: int = 0) -> dict:
+    """Left-pad several single-sample inputs into one batch (with an ``attention_mask``)."""
+    length = max(s.kwargs["input_ids"].shape[1] for s in samples)
+    ids, mask, types = [], [], []
+    for s in samples:
+        row = s.kwargs["input_ids"][0]
+        pad = length - row.numel()
+        ids.append(torch.cat([torch.full((pad,), pad_token_id), row]))
+        mask.append(torch.cat([torch.zeros(pad, dtype=torch.long), torch.ones(row.numel(), dtype=torch.long)]))
+        if "mm_token_type_ids" in s.kwargs:
+            types.append(torch.cat([torch.zeros(pad, dtype=torch.long), s.kwargs["mm_token_type_ids"][0]]))
+    out = dict(input_ids=torch.stack(ids), attention_mask=torch.stack(mask))
+    first = samples[0].kwargs
+    if "video_grid_thw" in first:
+        out["pixel_values_videos"] = torch.cat([s.kwargs["pixel_values_videos"] for s in samples])
+        out["video_grid_thw"] = torch.cat([s.kwargs["video_grid_thw"] for s in samples])
+        out["mm_token_type_ids"] = torch.stack(types)
+        if "second_per_grid_ts" in first:
+            out["second_per_grid_ts"] = torch.cat([s.kwargs["second_per_grid_ts"] for s in samples])
+    else:
+        frames = {s.kwargs["pixel_values_videos"].shape[1] for s in samples}
+        if len(frames) != 1:
+            raise ValueError(f"LLaVA-OneVision batches need the same frame count per video, got {sorted(frames)}.")
+        out["pixel_values_videos"] = torch.cat([s.kwargs["pixel_values_videos"] for s in samples])
+    return out

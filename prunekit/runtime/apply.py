@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import weakref
 
+import torch
 from torch import nn
 
 from prunekit.adapter import ModelAdapter, find_adapter
@@ -38,6 +39,13 @@ class PruneHandle:
     def stats(self) -> ForwardStats | None:
         """Kept tokens per stage, realized retention and FLOPs ratio of the latest prefill (None before any)."""
         return self._session.last_stats
+
+    def kept_indices(self) -> list[dict[int, torch.Tensor]]:
+        """Per sample of the latest prefill: ``{layer: original sequence indices present from that layer on}``.
+
+        Indices count every token of the (unpruned, padded) input, text included; layer 0 is the LLM input.
+        """
+        return self._session.last_kept
 
     def timed(self, sync: bool = True) -> PruneHandle:
         """Attribute GPU time to prunekit's parts exactly (CUDA syncs; for benchmarks)."""

@@ -38,6 +38,7 @@ class Track:
     orig: torch.Tensor  # [n] original sequence index of every present token (sorted)
     lm: torch.Tensor  # [n] position in the LM-input sequence of every present token
     next_stage: int = 0
+    kept: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> original indices present from it on
 
 
 @dataclass
@@ -76,6 +77,7 @@ class PruneSession:
         self.pending_ids: torch.Tensor | None = None
         self.state: ForwardState | None = None
         self.last_stats: ForwardStats | None = None
+        self.last_kept: list[dict[int, torch.Tensor]] = []
         self.timer = StageTimer()
         self._warned = False
         self._hooks: list[Any] = []
@@ -184,10 +186,10 @@ class PruneSession:
             attention = self._layer0_attention(embeds, positions, valid0) if self.pipeline.needs_relevance else None
             for b, track in enumerate(tracks):
                 if track.plan is not None and track.plan.stages and track.plan.stages[0].layer == 0:
-                    present = torch.arange(track.orig.numel(), device=embeds.device)
-                    keep = self._run_stage(track, embeds[b], present, track.orig,
+                    keep = self._run_stage(track, embeds[b], track.orig, track.orig,
                                            None if attention is None else attention[b])
                     track.orig, track.lm = track.orig[keep], track.lm[keep]
+                    track.kept[0] = track.orig.clone()
         index, valid = left_pad_index([t.orig for t in tracks])
         kwargs["inputs_embeds"] = gather_tokens(embeds, index, 1)
         if positions is None:
@@ -258,6 +260,7 @@ class PruneSession:
                 keep = self._run_stage(track, hidden[b], present, track.orig,
                                        None if attention is None else attention[b])
                 track.orig, track.lm, present = track.orig[keep], track.lm[keep], present[keep]
+                track.kept[index] = track.orig.clone()
             rows.append(present)
         gather, new_valid = left_pad_index(rows)
         hidden = gather_tokens(hidden, gather, 1)
@@ -310,6 +313,7 @@ class PruneSession:
                 plan.stages, plan.kept_per_stage, plan.layout.num_visual, total - plan.layout.num_visual,
                 len(plan.segments), self.num_layers, cfg.hidden_size, cfg.intermediate_size))
         self.last_stats = ForwardStats(samples, self.timer.snapshot())
+        self.last_kept = [dict(t.kept) for t in state.tracks]
 
     def _warn_once(self, message: str) -> None:
         if not self._warned:

@@ -1,0 +1,153 @@
+"""An independent, slow reference for pruned inference, written without the runtime's hooks.
+
+It captures the unpatched model's LLM inputs, then runs the decoder layers one by one on explicit
+token subsets with explicit positions, causal masks and eager attention. Tokens pruned at layer k
+simply never exist for layers >= k; kept tokens keep their original positions. Decoding recomputes
+the whole sequence at every step (no cache).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from prunekit.adapter import find_adapter
+from prunekit.pipeline import Pipeline
+
+
+def capture_llm_inputs(model: nn.Module, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """``inputs_embeds [B, L, D]`` and ``position_ids`` the unpatched model gives its LLM."""
+    seen: dict = {}
+
+    def hook(module, args, kwargs):  # noqa: ANN001, ANN202
+        seen.update(embeds=kwargs["inputs_embeds"].detach().clone(), positions=kwargs.get("position_ids"))
+        raise _Stop
+
+    lm = find_adapter(model).language_model
+    handle = lm.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    positions = seen["positions"]
+    if positions is None:
+        positions = torch.arange(seen["embeds"].shape[1])[None]
+    return seen["embeds"], positions
+
+
+class _Stop(Exception):
+    pass
+
+
+def eager_last_row(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Head-averaged last-query attention of ``layer`` over ``hidden [1, n, D]`` (repeat_kv + softmax)."""
+    attn = layer.self_attn
+    x = layer.input_layernorm(hidden)
+    n, hd = x.shape[1], attn.head_dim
+    q = attn.q_proj(x).view(1, n, -1, hd).transpose(1, 2)
+    k = attn.k_proj(x).view(1, n, -1, hd).transpose(1, 2)
+
+    def rope(t: torch.Tensor) -> torch.Tensor:
+        half = t.shape[-1] // 2
+        rotated = torch.cat((-t[..., half:], t[..., :half]), -1)
+        return t * cos[:, None] + rotated * sin[:, None]
+
+    q, k = rope(q), rope(k)
+    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+    weights = (q @ k.transpose(-1, -2)) * attn.scaling
+    causal = torch.ones(n, n, dtype=torch.bool).tril()
+    weights = weights.masked_fill(~causal, float("-inf")).softmax(-1, dtype=torch.float32)
+    return weights[0, :, -1].mean(0)  # [n]
+
+
+@dataclass
+class ReferenceRun:
+    """Logits per generated step and the token sets present at each stage layer."""
+
+    logits: list[torch.Tensor]
+    tokens: list[int]
+    present: dict[int, torch.Tensor]
+
+
+def reference_generate(model: nn.Module, inputs: dict, pipeline: Pipeline, new_tokens: int) -> ReferenceRun:
+    """Greedy generation of ``new_tokens`` with ``pipeline`` applied by the slow reference (batch 1)."""
+    adapter = find_adapter(model)
+    lm = adapter.language_model
+    layers = adapter.layers
+    embeds, positions = capture_llm_inputs(model, inputs)
+    layout = adapter.layouts(inputs["input_ids"], positions)[0]
+    rope_ids = adapter.rope_position_ids(positions, embeds.shape[1], 1, embeds.device)
+    plan = pipeline.start(embeds[0, layout.token_index], layout, len(layers))
+    stage_at = {s.layer: i for i, s in enumerate(plan.stages)}
+    length = embeds.shape[1]
+
+    with torch.no_grad():
+        hidden0 = embeds.clone()
+        present = torch.arange(length)
+        present_at: dict[int, torch.Tensor] = {}
+        # prefill: decide what survives where
+        hidden = hidden0.clone()
+        cos_full, sin_full = lm.rotary_emb(hidden, rope_ids)
+        for index, layer in enumerate(layers):
+            if index in stage_at:
+                present, hidden = _reference_stage(pipeline, plan, stage_at[index], layer, layout, hidden,
+                                                   present, cos_full, sin_full)
+                if index == 0:
+                    hidden0 = hidden.clone()
+            present_at[index] = present
+            hidden = _run_layer(layer, hidden, present, cos_full, sin_full)
+        # decode by full recomputation with the prefill's token sets
+        tokens: list[int] = []
+        logits_steps: list[torch.Tensor] = []
+        embed = model.get_input_embeddings()
+        for step in range(new_tokens + 1):
+            extra = embed(torch.tensor([tokens], dtype=torch.long)) if tokens else hidden0[:, :0]
+            seq = torch.cat([hidden0, extra], 1)
+            new_pos = rope_ids[..., -1:] + torch.arange(1, len(tokens) + 1)
+            cos, sin = lm.rotary_emb(seq, torch.cat([rope_ids, new_pos], -1))
+            hidden = seq
+            new_idx = torch.arange(length, length + len(tokens))
+            for index, layer in enumerate(layers):
+                hidden = _run_layer(layer, hidden, torch.cat([present_at[index], new_idx]), cos, sin)
+            logits = model.lm_head(lm.norm(hidden[:, -1:]))[0, -1]
+            if step == new_tokens:
+                break
+            logits_steps.append(logits)
+            tokens.append(int(logits.argmax()))
+    return ReferenceRun(logits_steps, tokens, {k: present_at[k] for k in stage_at})
+
+
+def _reference_stage(pipeline, plan, stage_index, layer, layout, hidden, present, cos, sin):  # noqa: ANN001, ANN202
+    vis = layout.sequence_index(plan.live)
+    rows = torch.searchsorted(present, vis)
+    feats = hidden[0, present[rows]]
+    attention = None
+    if pipeline.needs_relevance:
+        row = eager_last_row(layer, hidden[:, present], cos[:, present], sin[:, present])
+        attention = row[rows]
+    result = pipeline.step(plan, stage_index, feats, attention)
+    hidden = hidden.clone()
+    if len(result.merge):
+        hidden[0, present[rows]] = result.merge.apply(feats)
+    keep = torch.ones(present.numel(), dtype=torch.bool)
+    keep[rows] = False
+    keep[rows[result.keep]] = True
+    return present[keep], hidden
+
+
+def _run_layer(layer, hidden, idx, cos, sin):  # noqa: ANN001, ANN202
+    """Run ``layer`` on the tokens ``idx`` only (causal among them), writing their outputs back."""
+    sub = hidden[:, idx]
+    n = idx.numel()
+    mask = torch.ones(n, n, dtype=torch.bool).tril()[None, None]
+    out = layer(sub, attention_mask=mask, position_embeddings=(cos[:, idx], sin[:, idx]),
+                position_ids=None)
+    out = out[0] if isinstance(out, tuple) else out
+    hidden = hidden.clone()
+    hidden[:, idx] = out
+    return hidden

@@ -1,0 +1,168 @@
+"""Runtime correctness on tiny random models (fp32, CPU), against independent references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import prunekit
+from prunekit import Budget, PipelineConfig
+from prunekit.errors import BudgetError, PrunekitError, UnsupportedModelError
+from prunekit.modelzoo import build_model, video_inputs
+from prunekit.pipeline import Pipeline
+from prunekit.runtime.relevance import last_query_attention
+from tests.reference import capture_llm_inputs, reference_generate
+
+FAMILIES = ["llava_onevision", "qwen2_vl", "qwen2_5_vl"]
+NEW_TOKENS = 8
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def model(family: str):  # noqa: ANN201
+    return build_model(family)
+
+
+@pytest.fixture(scope="module")
+def inputs(model) -> dict:  # noqa: ANN001
+    return video_inputs(model, num_frames=8, seed=1).kwargs
+
+
+def generate(model, inputs: dict, steps: int = NEW_TOKENS):  # noqa: ANN001, ANN201
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=steps, do_sample=False, output_logits=True,
+                             return_dict_in_generate=True)
+    return out.sequences[0, -steps:].tolist(), torch.stack(out.logits)[:, 0]
+
+
+def in_llm_pipeline(selector: str = "dpp") -> PipelineConfig:
+    """Three in-LLM stages and no pre-LLM stage (so (d) exercises layer hooks only)."""
+    return PipelineConfig.parse({
+        "name": "test-in-llm", "segmenter": "similarity", "selector": {"name": selector},
+        "scheduler": {"name": "fixed", "layers": [1, 2, 3], "keep_fractions": [0.6, 0.4, 0.2]}})
+
+
+def test_retain_one_is_bit_identical(model, inputs) -> None:  # noqa: ANN001
+    """(a) retain = 1.0 gives bit-identical logits and generated tokens."""
+    with torch.no_grad():
+        ref_logits = model(**inputs).logits
+    ref_tokens, ref_step_logits = generate(model, inputs)
+    with prunekit.apply(model, "hieravid-30", budget=Budget(1.0)):
+        with torch.no_grad():
+            logits = model(**inputs).logits
+        tokens, step_logits = generate(model, inputs)
+    assert torch.equal(logits, ref_logits)
+    assert tokens == ref_tokens and torch.equal(step_logits, ref_step_logits)
+
+
+def test_remove_restores_bit_identical_behaviour(model, inputs) -> None:  # noqa: ANN001
+    """(b) after handle.remove() the model is bit-identical to the unpatched one."""
+    ref_tokens, ref_logits = generate(model, inputs)
+    handle = prunekit.apply(model, "hieravid-20")
+    pruned_tokens, pruned_logits = generate(model, inputs)
+    assert prunekit.is_pruned(model)
+    handle.remove()
+    assert not prunekit.is_pruned(model)
+    tokens, logits = generate(model, inputs)
+    assert tokens == ref_tokens and torch.equal(logits, ref_logits)
+    assert not torch.equal(pruned_logits, ref_logits)  # pruning did change something
+
+
+@pytest.mark.parametrize("selector", ["uniform", "random", "dpp"])
+def test_pre_llm_pruning_equals_model_fed_kept_embeddings(model, inputs, selector: str) -> None:  # noqa: ANN001
+    """(c) pre-LLM pruning equals the unpatched LLM fed the kept embeddings at their original positions."""
+    config = PipelineConfig.parse({"name": "t", "selector": selector, "segmenter": "similarity",
+                                   "scheduler": {"name": "fixed", "layers": [0], "keep_fractions": [0.3]}})
+    embeds, positions = capture_llm_inputs(model, inputs)
+    with prunekit.apply(model, config) as handle:
+        with torch.no_grad():
+            logits = model(**inputs).logits[:, -1]
+        kept = handle.kept_indices()[0][0]
+    lm = prunekit.adapter.find_adapter(model).language_model
+    with torch.no_grad():
+        hidden = lm(inputs_embeds=embeds[:, kept], position_ids=positions[..., kept],
+                    attention_mask=torch.ones(1, kept.numel(), dtype=torch.long)).last_hidden_state
+        ref = model.lm_head(hidden[:, -1])
+    assert kept.numel() < embeds.shape[1]
+    assert (logits - ref).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("preset", ["in-llm", "hieravid-30"])
+def test_pruned_generate_equals_slow_reference(model, inputs, preset: str) -> None:  # noqa: ANN001
+    """(d) pruning through generate with a KV cache equals the layer-by-layer reference for 8 tokens."""
+    config = in_llm_pipeline() if preset == "in-llm" else prunekit.presets.get(preset)
+    reference = reference_generate(model, inputs, Pipeline(config), NEW_TOKENS)
+    with prunekit.apply(model, config) as handle:
+        tokens, logits = generate(model, inputs)
+        kept = handle.kept_indices()[0]
+    for layer, present in reference.present.items():
+        assert torch.equal(kept[layer], present), f"layer {layer} kept different tokens"
+    assert tokens == reference.tokens
+    assert (logits - torch.stack(reference.logits)).abs().max().item() <= 1e-5
+
+
+def test_recomputed_relevance_equals_eager_attention(family: str, inputs) -> None:  # noqa: ANN001
+    """(f) last-query attention recomputed from q/k + RoPE equals eager attention's last row."""
+    model = build_model(family, attn="eager")
+    embeds, positions = capture_llm_inputs(model, inputs)
+    adapter = prunekit.adapter.find_adapter(model)
+    lm = adapter.language_model
+    with torch.no_grad():
+        out = lm(inputs_embeds=embeds, position_ids=positions, output_attentions=True, output_hidden_states=True)
+        cos, sin = lm.rotary_emb(embeds, adapter.rope_position_ids(positions, embeds.shape[1], 1, embeds.device))
+        for index, layer in enumerate(adapter.layers):
+            mine = last_query_attention(layer, out.hidden_states[index], cos, sin)
+            eager = out.attentions[index][:, :, -1].mean(1)
+            assert (mine - eager).abs().max().item() <= 1e-5
+
+
+def test_stats_report_exact_budget(model, inputs) -> None:  # noqa: ANN001
+    """stats() reports the realized retention, within one token of the requested layer-average budget."""
+    with prunekit.apply(model, "hieravid-30", budget=0.25) as handle:
+        with torch.no_grad():
+            model(**inputs)
+        stats = handle.stats()
+    sample = stats.samples[0]
+    assert abs(stats.layer_average_retention - 0.25) <= 1 / sample.n_visual
+    assert 0 < stats.flops_ratio < 1
+    assert [layer for layer, _ in sample.stages] == [0, 1, 2, 3]
+
+
+def test_double_apply_refused_unless_replace(model) -> None:  # noqa: ANN001
+    handle = prunekit.apply(model, "uniform")
+    try:
+        with pytest.raises(PrunekitError, match="already prunes"):
+            prunekit.apply(model, "random")
+        second = prunekit.apply(model, "random", replace=True)
+        assert not handle.active and second.active
+        second.remove()
+    finally:
+        handle.remove()
+    assert not prunekit.is_pruned(model)
+
+
+def test_stage_layer_beyond_depth_is_refused(model) -> None:  # noqa: ANN001
+    config = PipelineConfig.parse({"name": "deep", "selector": "uniform",
+                                   "scheduler": {"name": "fixed", "layers": [0, 9], "keep_fractions": [0.5, 0.2]}})
+    with pytest.raises(BudgetError, match="does not exist"):
+        prunekit.apply(model, config)
+    assert not prunekit.is_pruned(model)
+
+
+def test_unsupported_model_lists_supported_ones() -> None:
+    with pytest.raises(UnsupportedModelError, match="llava_onevision"):
+        prunekit.apply(torch.nn.Linear(2, 2), "hieravid-30")
+
+
+def test_flash_attention_refused_with_advice(model) -> None:  # noqa: ANN001
+    old = model.config._attn_implementation
+    model.config._attn_implementation = "flash_attention_2"
+    try:
+        with pytest.raises(UnsupportedModelError, match="sdpa"):
+            prunekit.apply(model, "hieravid-30")
+    finally:
+        model.config._attn_implementation = old
