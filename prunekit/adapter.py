@@ -68,16 +68,16 @@ class ModelAdapter(ABC):
         return f"{self.name} adapter for {type(self.model).__name__}"
 
 
-def find_adapter(model: nn.Module, name: str = "auto") -> ModelAdapter:
-    """The registered adapter for ``model`` (``name="auto"``) or the one named ``name``."""
+def find_adapter(model: nn.Module, name: str = "auto", **options: object) -> ModelAdapter:
+    """The registered adapter for ``model`` (``name="auto"``) or the one named ``name``, built with ``options``."""
     from prunekit.plugins import get_registry
 
     registry = get_registry()
     if name != "auto":
-        return registry.get("adapter", name)(model)
+        return registry.get("adapter", name)(model, **options)
     for entry in registry.entries("adapter"):
         if entry.obj.matches(model):
-            return entry.obj(model)
+            return entry.obj(model, **options)
     supported = ", ".join(f"{e.name} ({', '.join(e.obj.model_classes)})" for e in registry.entries("adapter"))
     raise UnsupportedModelError(
         f"no prunekit adapter supports {type(model).__name__}. Supported: {supported}. Pass "

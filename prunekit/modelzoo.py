@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-FAMILIES = ("llava_onevision", "qwen2_vl", "qwen2_5_vl")
+FAMILIES = ("llava_onevision", "llava_video", "qwen2_vl", "qwen2_5_vl")
 VOCAB, IMG, VID, VSTART, VEND = 200, 190, 191, 192, 193
 
 
@@ -37,8 +37,12 @@ class VideoInputs:
 
 
 def build_model(family: str, shape: str = "tiny", attn: str = "sdpa", seed: int = 0,
-                num_layers: int | None = None) -> nn.Module:
-    """A randomly initialised model of ``family`` at ``shape`` ("tiny" or "7b"), in eval mode."""
+                num_layers: int | None = None, spatial_pool_mode: str = "average") -> nn.Module:
+    """A randomly initialised model of ``family`` at ``shape`` ("tiny" or "7b"), in eval mode.
+
+    ``spatial_pool_mode`` applies to ``llava_video`` only ("average": 182 tokens per 7B frame,
+    "bilinear": 210).
+    """
     from transformers import (
         LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
@@ -54,9 +58,10 @@ def build_model(family: str, shape: str = "tiny", attn: str = "sdpa", seed: int 
         text["num_hidden_layers"] = num_layers
     tiny = shape == "tiny"
     head_dim = text["hidden_size"] // text["num_attention_heads"]
-    if family == "llava_onevision":
+    if family in ("llava_onevision", "llava_video"):
         vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, image_size=56, patch_size=14) if tiny else dict(
+                      num_attention_heads=2, image_size=56 if family == "llava_onevision" else 70,
+                      patch_size=14) if tiny else dict(
             model_type="siglip_vision_model", hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
             num_attention_heads=16, image_size=384, patch_size=14)
         config = LlavaOnevisionConfig(
@@ -65,6 +70,11 @@ def build_model(family: str, shape: str = "tiny", attn: str = "sdpa", seed: int 
             vision_feature_layer=-1, vision_feature_select_strategy="full",
             image_grid_pinpoints=[[vision["image_size"], vision["image_size"]]])
         cls = LlavaOnevisionForConditionalGeneration
+        if family == "llava_video":
+            from prunekit.adapters.llava_video import LlavaVideoForConditionalGeneration
+
+            config.spatial_pool_mode = spatial_pool_mode
+            cls = LlavaVideoForConditionalGeneration
     elif family in ("qwen2_vl", "qwen2_5_vl"):
         section = [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16] if tiny else [16, 24, 24]
         section[0] += head_dim // 2 - sum(section)
@@ -102,10 +112,15 @@ def video_inputs(model: nn.Module, num_frames: int, prompt_before: int = 3, prom
     config = model.config
     name = type(model).__name__
     text = lambda n: torch.randint(3, min(config.get_text_config().vocab_size, 180), (n,), generator=gen)  # noqa: E731
-    if name.startswith("LlavaOnevision"):
+    if name.startswith("Llava"):
         size = config.vision_config.image_size
         side = -(-(size // config.vision_config.patch_size) // 2)
         count = num_frames * side * side + 1
+        if name.startswith("LlavaVideo"):
+            from prunekit.adapters.llava_video import pooled_side
+
+            rows = pooled_side(config)
+            count = num_frames * rows * (rows + 1)
         ids = torch.cat([text(prompt_before), torch.full((count,), config.video_token_id), text(prompt_after)])
         pixels = torch.randn(1, num_frames, 3, size, size, generator=gen).to(dtype)
         kwargs = dict(input_ids=ids[None], pixel_values_videos=pixels)

@@ -13,7 +13,7 @@ from prunekit.pipeline import Pipeline
 from prunekit.runtime.relevance import last_query_attention
 from tests.reference import capture_llm_inputs, reference_generate
 
-FAMILIES = ["llava_onevision", "qwen2_vl", "qwen2_5_vl"]
+FAMILIES = ["llava_onevision", "llava_video", "qwen2_vl", "qwen2_5_vl"]
 NEW_TOKENS = 8
 
 
@@ -166,3 +166,28 @@ def test_flash_attention_refused_with_advice(model) -> None:  # noqa: ANN001
             prunekit.apply(model, "hieravid-30")
     finally:
         model.config._attn_implementation = old
+
+
+@pytest.mark.parametrize("pool_mode", ["average", "bilinear"])
+@pytest.mark.parametrize("newline", ["prune", "keep"])
+def test_llava_video_grid_layouts(pool_mode: str, newline: str) -> None:
+    """LLaVA-Video's grid layout: newlines pruned like visual tokens, or kept as layout tokens."""
+    model = build_model("llava_video", spatial_pool_mode=pool_mode)
+    inputs = video_inputs(model, num_frames=4, seed=3).kwargs
+    rows = 2 if pool_mode == "average" else 3  # 5x5 SigLIP patches in the tiny model
+    assert int((inputs["input_ids"] == model.config.video_token_id).sum()) == 4 * rows * (rows + 1)
+    config = in_llm_pipeline()
+    reference = None
+    with prunekit.apply(model, config, adapter_options={"newline": newline}) as handle:
+        tokens, _ = generate(model, inputs, steps=4)
+        kept = handle.kept_indices()[0]
+        stats = handle.stats().samples[0]
+    per_frame = rows * (rows + 1) if newline == "prune" else rows * rows
+    assert stats.n_visual == 4 * per_frame
+    if newline == "keep":
+        adapter = prunekit.adapter.find_adapter(model, newline="keep")
+        newlines = adapter.layouts(inputs["input_ids"], None)[0].layout_index
+        assert all(bool(torch.isin(newlines, present).all()) for present in kept.values())
+    reference = reference_generate(model, inputs, Pipeline(config), 4) if newline == "prune" else None
+    if reference is not None:
+        assert tokens == reference.tokens

@@ -64,7 +64,7 @@ class PruneHandle:
 
 
 def apply(model: nn.Module, pipeline: Pipeline | PipelineConfig | str, budget: Budget | float | None = None, *,
-          adapter: str = "auto", replace: bool = False) -> PruneHandle:
+          adapter: str = "auto", adapter_options: dict | None = None, replace: bool = False) -> PruneHandle:
     """Make ``model.generate`` / ``model(...)`` prune video tokens with ``pipeline``.
 
     Args:
@@ -72,6 +72,7 @@ def apply(model: nn.Module, pipeline: Pipeline | PipelineConfig | str, budget: B
         pipeline: a preset name (``"hieravid-30"``), a `PipelineConfig` or a `Pipeline`.
         budget: overrides the pipeline's budget; a float means layer-averaged retention.
         adapter: ``"auto"`` (recognise the model) or an adapter name.
+        adapter_options: keyword options of the adapter (e.g. ``{"newline": "keep"}`` for ``llava_video``).
         replace: allow re-applying to a model that already prunes (the old hooks are removed).
 
     Returns:
@@ -85,7 +86,7 @@ def apply(model: nn.Module, pipeline: Pipeline | PipelineConfig | str, budget: B
                 f"this model already prunes with {previous.pipeline.config.name!r}; call handle.remove() first "
                 "or pass replace=True.")
         previous.remove()
-    found = find_adapter(model, adapter)
+    found = find_adapter(model, adapter, **(adapter_options or {}))
     _check_attention(model)
     _check_depth(pipe, found)
     handle = PruneHandle(model, found, pipe)
