@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prunekit import presets
+from prunekit import presets, video
 from prunekit._version import __version__
 from prunekit.budget import Budget, flops, flops_ratio
 from prunekit.config import PipelineConfig
@@ -33,6 +33,7 @@ __all__ = [
     "MergeMap",
     "Stage",
     "presets",
+    "video",
     "list_strategies",
     "hookimpl",
     "flops",

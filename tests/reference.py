@@ -104,19 +104,8 @@ def reference_generate(model: nn.Module, inputs: dict, pipeline: Pipeline, new_t
         # decode by full recomputation with the prefill's token sets
         tokens: list[int] = []
         logits_steps: list[torch.Tensor] = []
-        embed = model.get_input_embeddings()
-        for step in range(new_tokens + 1):
-            extra = embed(torch.tensor([tokens], dtype=torch.long)) if tokens else hidden0[:, :0]
-            seq = torch.cat([hidden0, extra], 1)
-            new_pos = rope_ids[..., -1:] + torch.arange(1, len(tokens) + 1)
-            cos, sin = lm.rotary_emb(seq, torch.cat([rope_ids, new_pos], -1))
-            hidden = seq
-            new_idx = torch.arange(length, length + len(tokens))
-            for index, layer in enumerate(layers):
-                hidden = _run_layer(layer, hidden, torch.cat([present_at[index], new_idx]), cos, sin)
-            logits = model.lm_head(lm.norm(hidden[:, -1:]))[0, -1]
-            if step == new_tokens:
-                break
+        for _ in range(new_tokens):
+            logits = recompute_last_logits(model, hidden0, rope_ids, present_at, tokens)
             logits_steps.append(logits)
             tokens.append(int(logits.argmax()))
     return ReferenceRun(logits_steps, tokens, {k: present_at[k] for k in stage_at})
@@ -151,3 +140,38 @@ def _run_layer(layer, hidden, idx, cos, sin):  # noqa: ANN001, ANN202
     hidden = hidden.clone()
     hidden[:, idx] = out
     return hidden
+
+
+def recompute_last_logits(model: nn.Module, hidden0: torch.Tensor, rope_ids: torch.Tensor,
+                          present_at: dict[int, torch.Tensor], tokens: list[int]) -> torch.Tensor:
+    """Logits after ``tokens`` (appended to the prompt), recomputing every layer on its own token set.
+
+    New tokens get positions ``last prompt position + 1, + 2, ...`` on every rope row, as ``generate`` does.
+    """
+    adapter = find_adapter(model)
+    lm = adapter.language_model
+    length = hidden0.shape[1]
+    embed = model.get_input_embeddings()
+    extra = embed(torch.tensor([tokens], dtype=torch.long)) if tokens else hidden0[:, :0]
+    seq = torch.cat([hidden0, extra], 1)
+    new_pos = rope_ids[..., -1:] + torch.arange(1, len(tokens) + 1)
+    cos, sin = lm.rotary_emb(seq, torch.cat([rope_ids, new_pos], -1))
+    hidden = seq
+    new_idx = torch.arange(length, length + len(tokens))
+    for index, layer in enumerate(adapter.layers):
+        hidden = _run_layer(layer, hidden, torch.cat([present_at[index], new_idx]), cos, sin)
+    return model.lm_head(lm.norm(hidden[:, -1:]))[0, -1]
+
+
+def reference_sequence_logprob(model: nn.Module, inputs: dict, kept: torch.Tensor, tokens: list[int]) -> float:
+    """Sum of log-probabilities of ``tokens`` when only ``kept`` prompt tokens enter the LLM."""
+    embeds, positions = capture_llm_inputs(model, inputs)
+    adapter = find_adapter(model)
+    rope_ids = adapter.rope_position_ids(positions, embeds.shape[1], 1, embeds.device)
+    present = {index: kept for index in range(len(adapter.layers))}
+    total = 0.0
+    with torch.no_grad():
+        for step, token in enumerate(tokens):
+            logits = recompute_last_logits(model, embeds, rope_ids, present, tokens[:step])
+            total += float(logits.log_softmax(-1)[token])
+    return total

@@ -191,3 +191,23 @@ def test_llava_video_grid_layouts(pool_mode: str, newline: str) -> None:
     reference = reference_generate(model, inputs, Pipeline(config), 4) if newline == "prune" else None
     if reference is not None:
         assert tokens == reference.tokens
+
+
+@pytest.mark.parametrize("family", ["llava_onevision", "qwen2_vl"])
+def test_beam_search_scores_match_reference(family: str) -> None:
+    """num_beams > 1 is supported: every returned beam's score equals the reference log-probability."""
+    from tests.reference import reference_sequence_logprob
+
+    model = build_model(family)
+    inputs = video_inputs(model, num_frames=8, seed=4).kwargs
+    config = PipelineConfig.parse({"name": "t", "selector": "uniform",
+                                   "scheduler": {"name": "fixed", "layers": [0], "keep_fractions": [0.4]}})
+    with prunekit.apply(model, config) as handle:
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=5, num_beams=3, num_return_sequences=3, do_sample=False,
+                                 length_penalty=0.0, early_stopping=True, return_dict_in_generate=True,
+                                 output_scores=True)
+        kept = handle.kept_indices()[0][0]
+    for sequence, score in zip(out.sequences, out.sequences_scores):
+        tokens = sequence[-5:].tolist()
+        assert abs(reference_sequence_logprob(model, inputs, kept, tokens) - float(score)) <= 1e-4
