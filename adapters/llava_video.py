@@ -13,6 +13,7 @@ import math
 from typing import Literal
 
 import torch
+import transformers
 from torch import nn
 from transformers import (
     LlavaOnevisionConfig,
@@ -23,10 +24,11 @@ from transformers import (
 
 from prunekit.adapter import ModelAdapter
 from prunekit.adapters.llava_onevision import stack_layouts, video_runs
-from prunekit.errors import InvalidInputError
+from prunekit.errors import InvalidInputError, UnsupportedModelError
 from prunekit.types import VideoLayout
 
 PoolMode = Literal["average", "bilinear"]
+_TRANSFORMERS = tuple(int(p) for p in transformers.__version__.split(".")[:2])
 
 
 def pooled_side(config: LlavaOnevisionConfig) -> int:
@@ -70,6 +72,10 @@ class LlavaVideoForConditionalGeneration(LlavaOnevisionForConditionalGeneration)
     """LLaVA-Video-7B-Qwen2 (grid newlines). Set ``config.spatial_pool_mode`` to "average" or "bilinear"."""
 
     def __init__(self, config: LlavaOnevisionConfig) -> None:
+        if _TRANSFORMERS < (5, 18):
+            raise UnsupportedModelError(
+                "the LLaVA-Video grid layout needs transformers >= 5.18 (older releases append the video newline "
+                "outside get_video_features); upgrade transformers, or load the HF conversion as LLaVA-OneVision.")
         super().__init__(config)
         self.model = LlavaVideoModel(config)
         self.post_init()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+_TRANSFORMERS_MAJOR = int(__import__("transformers").__version__.split(".")[0])
 FAMILIES = ("llava_onevision", "llava_video", "qwen2_vl", "qwen2_5_vl")
 VOCAB, IMG, VID, VSTART, VEND = 200, 190, 191, 192, 193
 
@@ -78,7 +79,10 @@ def build_model(family: str, shape: str = "tiny", attn: str = "sdpa", seed: int 
     elif family in ("qwen2_vl", "qwen2_5_vl"):
         section = [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16] if tiny else [16, 24, 24]
         section[0] += head_dim // 2 - sum(section)
-        text = dict(text, rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": section})
+        if _TRANSFORMERS_MAJOR >= 5:
+            text = dict(text, rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": section})
+        else:  # transformers 4.x spells M-RoPE through rope_scaling
+            text = dict(text, rope_theta=1e6, rope_scaling={"type": "mrope", "mrope_section": section})
         ids = dict(image_token_id=IMG, video_token_id=VID, vision_start_token_id=VSTART, vision_end_token_id=VEND) \
             if tiny else {}
         if family == "qwen2_vl":
@@ -133,8 +137,9 @@ def video_inputs(model: nn.Module, num_frames: int, prompt_before: int = 3, prom
                          torch.tensor([end]), text(prompt_after)])
         pixels = torch.randn(t * h * w, 3 * 2 * 14 * 14, generator=gen).to(dtype)
         mm_types = (ids == config.video_token_id).long() * 2
-        kwargs = dict(input_ids=ids[None], pixel_values_videos=pixels, video_grid_thw=torch.tensor([[t, h, w]]),
-                      mm_token_type_ids=mm_types[None])
+        kwargs = dict(input_ids=ids[None], pixel_values_videos=pixels, video_grid_thw=torch.tensor([[t, h, w]]))
+        if _TRANSFORMERS_MAJOR >= 5:  # required from 5.3, unknown in 4.x
+            kwargs["mm_token_type_ids"] = mm_types[None]
         if name.startswith("Qwen2_5"):
             kwargs["second_per_grid_ts"] = torch.tensor([1.0])
     return VideoInputs(kwargs, num_frames)
@@ -156,7 +161,8 @@ def batch_inputs(samples: list[VideoInputs], pad_token_id: int = 0) -> dict:
     if "video_grid_thw" in first:
         out["pixel_values_videos"] = torch.cat([s.kwargs["pixel_values_videos"] for s in samples])
         out["video_grid_thw"] = torch.cat([s.kwargs["video_grid_thw"] for s in samples])
-        out["mm_token_type_ids"] = torch.stack(types)
+        if types:
+            out["mm_token_type_ids"] = torch.stack(types)
         if "second_per_grid_ts" in first:
             out["second_per_grid_ts"] = torch.cat([s.kwargs["second_per_grid_ts"] for s in samples])
     else:

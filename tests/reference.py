@@ -47,6 +47,9 @@ class _Stop(Exception):
 def eager_last_row(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Head-averaged last-query attention of ``layer`` over ``hidden [1, n, D]`` (repeat_kv + softmax)."""
     attn = layer.self_attn
+    if cos.ndim == 4:  # transformers <= 5.10 Qwen-VL keeps the three M-RoPE tables apart
+        section = attn.rope_scaling["mrope_section"]
+        cos, sin = (torch.cat([c[i % 3] for i, c in enumerate(t.split(section * 2, -1))], -1) for t in (cos, sin))
     x = layer.input_layernorm(hidden)
     n, hd = x.shape[1], attn.head_dim
     q = attn.q_proj(x).view(1, n, -1, hd).transpose(1, 2)
@@ -117,7 +120,7 @@ def _reference_stage(pipeline, plan, stage_index, layer, layout, hidden, present
     feats = hidden[0, present[rows]]
     attention = None
     if pipeline.needs_relevance:
-        row = eager_last_row(layer, hidden[:, present], cos[:, present], sin[:, present])
+        row = eager_last_row(layer, hidden[:, present], cos[..., present, :], sin[..., present, :])
         attention = row[rows]
     result = pipeline.step(plan, stage_index, feats, attention)
     hidden = hidden.clone()
@@ -134,9 +137,9 @@ def _run_layer(layer, hidden, idx, cos, sin):  # noqa: ANN001, ANN202
     sub = hidden[:, idx]
     n = idx.numel()
     mask = torch.ones(n, n, dtype=torch.bool).tril()[None, None]
-    out = layer(sub, attention_mask=mask, position_embeddings=(cos[:, idx], sin[:, idx]),
+    out = layer(sub, attention_mask=mask, position_embeddings=(cos[..., idx, :], sin[..., idx, :]),
                 position_ids=None)
-    out = out[0] if isinstance(out, tuple) else out
+    out = out[0] if isinstance(out, tuple) else out  # transformers < 4.54 returned a tuple
     hidden = hidden.clone()
     hidden[:, idx] = out
     return hidden

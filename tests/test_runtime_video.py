@@ -81,10 +81,15 @@ PROMPTS = {
 @pytest.mark.parametrize("family", ["llava_onevision", "qwen2_vl"])
 def test_video_file_through_processor_matches_reference(family: str, tmp_path: Path) -> None:
     """(d) through the real processor path: generate with HieraVid equals the slow reference."""
+    import transformers
+
+    if family == "qwen2_vl" and int(transformers.__version__.split(".")[0]) < 5:
+        pytest.skip("transformers 4.x Qwen2VLProcessor insists on a Qwen2 tokenizer; this test builds a word-level one")
     path = _clip(tmp_path / "clip.mp4")
     frames = prunekit.video.load(path, 8, backend="decord")
     processor = _processor(family)
     inputs = dict(processor(text=PROMPTS[family], videos=[frames], return_tensors="pt"))
+    inputs.pop("token_type_ids", None)  # returned by transformers 4.x tokenizers, unused by the model
     model = build_model(family)
     config = prunekit.presets.get("hieravid-30")
     reference = reference_generate(model, inputs, Pipeline(config), 8)
