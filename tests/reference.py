@@ -136,7 +136,8 @@ def _run_layer(layer, hidden, idx, cos, sin):  # noqa: ANN001, ANN202
     """Run ``layer`` on the tokens ``idx`` only (causal among them), writing their outputs back."""
     sub = hidden[:, idx]
     n = idx.numel()
-    mask = torch.ones(n, n, dtype=torch.bool).tril()[None, None]
+    causal = torch.ones(n, n, dtype=torch.bool).tril()[None, None]
+    mask = torch.zeros(causal.shape, dtype=hidden.dtype).masked_fill(~causal, torch.finfo(hidden.dtype).min)
     out = layer(sub, attention_mask=mask, position_embeddings=(cos[..., idx, :], sin[..., idx, :]),
                 position_ids=None)
     out = out[0] if isinstance(out, tuple) else out  # transformers < 4.54 returned a tuple

@@ -211,3 +211,16 @@ def test_beam_search_scores_match_reference(family: str) -> None:
     for sequence, score in zip(out.sequences, out.sequences_scores):
         tokens = sequence[-5:].tolist()
         assert abs(reference_sequence_logprob(model, inputs, kept, tokens) - float(score)) <= 1e-4
+
+
+@pytest.mark.parametrize("family", ["llava_onevision", "qwen2_vl"])
+def test_eager_attention_decodes_with_per_layer_masks(family: str) -> None:
+    """With eager attention the decode mask is materialised; each pruned layer gets one as long as its cache."""
+    model = build_model(family, attn="eager")
+    inputs = video_inputs(model, num_frames=8, seed=5).kwargs
+    config = in_llm_pipeline()
+    reference = reference_generate(model, inputs, Pipeline(config), NEW_TOKENS)
+    with prunekit.apply(model, config):
+        tokens, logits = generate(model, inputs)
+    assert tokens == reference.tokens
+    assert (logits - torch.stack(reference.logits)).abs().max().item() <= 1e-5
