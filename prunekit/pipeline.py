@@ -25,7 +25,7 @@ class SamplePlan:
 
     layout: VideoLayout
     segments: Segments
-    segment_features: torch.Tensor  # [S, D] mean input feature per segment
+    segment_features: torch.Tensor  # [S, ...] the allocator's summary (default: mean input feature)
     stages: list[Stage]
     live: torch.Tensor  # [n] visual ids alive now, sorted
     kept_per_stage: list[int] = field(default_factory=list)
@@ -82,8 +82,8 @@ class Pipeline:
 
     @property
     def needs_relevance(self) -> bool:
-        """Whether the selector reads last-query attention."""
-        return bool(self.selector.needs_relevance)
+        """Whether the selector (or the merger) reads last-query attention."""
+        return bool(self.selector.needs_relevance or (self.merger is not None and self.merger.needs_relevance))
 
     def __repr__(self) -> str:
         return f"Pipeline({self.config.name!r}, budget={self.budget})"
@@ -93,13 +93,12 @@ class Pipeline:
         """Segment the video and plan exact stages. ``features [F, P, D]`` are LLM input embeddings."""
         _check_features(features, layout)
         segments = self.segmenter.segment(features, layout)
-        seg_of_frame = segments.segment_of_frame().to(features.device)
-        frame_means = features.float().mean(1)  # [F, D]
-        seg_feats = torch.zeros(len(segments), features.shape[-1], device=features.device)
-        seg_feats.index_add_(0, seg_of_frame, frame_means)
-        seg_feats /= torch.bincount(seg_of_frame, minlength=len(segments))[:, None].float()
+        seg_feats = self.allocator.summarize(features, segments)
         n = layout.num_visual
-        stages = self.scheduler.plan(n, num_layers, self.budget, min_keep=len(segments))
+        if self.budget is not None and self.budget.retain >= 1.0:
+            stages = []  # guarantee 5: keeping everything is a no-op at any depth, never a BudgetError
+        else:
+            stages = self.scheduler.plan(n, num_layers, self.budget, min_keep=len(segments))
         stages = [s for s in stages if s.keep < n]
         return SamplePlan(layout, segments, seg_feats, stages,
                           torch.arange(n, device=features.device))
@@ -112,6 +111,7 @@ class Pipeline:
         when `needs_relevance`); it is min-max normalised here over all of them.
         """
         stage = plan.stages[index]
+        plan.live = plan.live.to(features.device)  # device_map: stages run where the layer's input lives
         n = plan.live.numel()
         if features.shape[0] != n:
             raise InvalidInputError(f"stage {index} got {features.shape[0]} feature rows for {n} live tokens.")
@@ -119,8 +119,9 @@ class Pipeline:
         merge = MergeMap.empty()
         candidates = torch.arange(n, device=features.device)
         if stage.layer == 0 and self.merger is not None and n == plan.layout.num_visual:
+            extra = {"relevance": relevance} if self.merger.needs_relevance else {}
             kept, merge = self.merger.merge(features.view(plan.layout.num_frames, plan.layout.tokens_per_frame, -1),
-                                            plan.layout, plan.segments, stage.keep)
+                                            plan.layout, plan.segments, stage.keep, **extra)
             candidates = kept.to(features.device)
             features = merge.apply(features)
         if candidates.numel() > stage.keep:

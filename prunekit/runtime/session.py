@@ -216,7 +216,7 @@ class PruneSession:
             lm = self.adapter.language_model
             rope_ids = self.adapter.rope_position_ids(positions, embeds.shape[1], embeds.shape[0], embeds.device)
             cos, sin = lm.rotary_emb(embeds, rope_ids)
-            return last_query_attention(self.layers[0], embeds, cos, sin, valid)
+            return _attention_on_layer_device(self.layers[0], embeds, cos, sin, valid).to(embeds.device)
 
     def _run_stage(self, track: Track, hidden: torch.Tensor, present_pos: torch.Tensor, present_orig: torch.Tensor,
                    attention: torch.Tensor | None) -> torch.Tensor:
@@ -246,10 +246,14 @@ class PruneSession:
             valid = state.lm_valid
         else:
             (cos, sin), valid = cur.position_embeddings, cur.valid
+        device = hidden.device  # with device_map sharding, work where this layer's input lives
+        valid = valid.to(device)
+        for track in state.tracks:
+            track.orig, track.lm = track.orig.to(device), track.lm.to(device)
         attention = None
         if self.pipeline.needs_relevance:
             with self.timer("relevance"):
-                attention = last_query_attention(self.layers[index], hidden, cos, sin, valid)
+                attention = _attention_on_layer_device(self.layers[index], hidden, cos, sin, valid).to(device)
         hidden = hidden.clone()
         rows = []
         for b, track in enumerate(state.tracks):
@@ -266,13 +270,13 @@ class PruneSession:
         hidden = gather_tokens(hidden, gather, 1)
         lm_index, _ = left_pad_index([t.lm for t in state.tracks])
         # the LM hands every layer the same LM-level rotary tables, positions and mask: slice those
-        full_cos, full_sin = kwargs["position_embeddings"]
+        full_cos, full_sin = (t.to(device) for t in kwargs["position_embeddings"])
         token_dim = full_cos.ndim - 2
         position_embeddings = (gather_tokens(full_cos, lm_index, token_dim),
                                gather_tokens(full_sin, lm_index, token_dim))
         position_ids = kwargs.get("position_ids")
         if position_ids is not None:
-            position_ids = gather_tokens(position_ids, lm_index, position_ids.ndim - 1)
+            position_ids = gather_tokens(position_ids.to(device), lm_index, position_ids.ndim - 1)
         mask_in = kwargs.get("attention_mask")
         mask = None
         if mask_in is not None or not bool(new_valid.all()):
@@ -287,7 +291,8 @@ class PruneSession:
         mask = kwargs.get("attention_mask")
         if isinstance(mask, torch.Tensor) and mask.ndim == 2:
             state = self.state
-            kwargs["attention_mask"] = torch.cat([state.lm_valid.to(mask.dtype), mask[:, state.input_len:]], 1)
+            prefix = state.lm_valid.to(device=mask.device, dtype=mask.dtype)
+            kwargs["attention_mask"] = torch.cat([prefix, mask[:, state.input_len:]], 1)
 
     def _decode_layer(self, index: int, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         mask = kwargs.get("attention_mask")
@@ -295,7 +300,7 @@ class PruneSession:
         if valid is None or not isinstance(mask, torch.Tensor) or mask.ndim != 4:
             return None
         new_cols = mask[..., self.state.lm_len:]
-        prefix = to_mask_format(valid[:, None, None, :].expand(-1, 1, mask.shape[2], -1), mask, mask.dtype)
+        prefix = to_mask_format(valid.to(mask.device)[:, None, None, :].expand(-1, 1, mask.shape[2], -1), mask, mask.dtype)
         kwargs["attention_mask"] = torch.cat([prefix, new_cols], -1)
         return args, kwargs
 
@@ -319,3 +324,10 @@ class PruneSession:
         if not self._warned:
             warnings.warn(message, RuntimeWarning, stacklevel=4)
             self._warned = True
+
+
+def _attention_on_layer_device(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                               valid: torch.Tensor) -> torch.Tensor:
+    """Last-query attention computed where ``layer``'s weights are (device_map-sharded models)."""
+    device = next(layer.parameters()).device
+    return last_query_attention(layer, hidden.to(device), cos.to(device), sin.to(device), valid.to(device))
