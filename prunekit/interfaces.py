@@ -67,15 +67,19 @@ class TokenMerger(Component):
     """Folds redundant tokens into kept ones before the LLM (layer-0 stage only)."""
 
     kind: ClassVar[str] = "merger"
+    needs_relevance: bool = False
+    """True if `merge` reads ``relevance`` (the runtime then computes layer-0 last-query attention)."""
 
     @abstractmethod
     def merge(self, features: torch.Tensor, layout: VideoLayout, segments: Segments,
-              keep: int) -> tuple[torch.Tensor, MergeMap]:
+              keep: int, relevance: torch.Tensor | None = None) -> tuple[torch.Tensor, MergeMap]:
         """Reduce ``features [F, P, D]`` to ``keep`` visual tokens by merging.
 
         Returns the sorted kept visual ids and the merge map (both in visual-id space). A merger
         that cannot reach ``keep`` (e.g. it never merges across segments) may keep more; the
-        pipeline then lets the frame selector remove the rest, so counts stay exact.
+        pipeline then lets the frame selector remove the rest, so counts stay exact. Mergers that
+        set `needs_relevance` receive ``relevance [F * P]`` (min-max normalised last-query
+        attention at the LLM input, None when unavailable); others are called without it.
         """
 
 
@@ -84,12 +88,22 @@ class BudgetAllocator(Component):
 
     kind: ClassVar[str] = "allocator"
 
+    def summarize(self, features: torch.Tensor, segments: Segments) -> torch.Tensor:
+        """What `allocate` receives as ``segment_features``, computed once per sample from the LLM
+        input embeddings ``features [F, P, D]``. Default: each segment's mean feature ``[S, D]``."""
+        seg_of_frame = segments.segment_of_frame().to(features.device)
+        frame_means = features.float().mean(1)  # [F, D]
+        out = torch.zeros(len(segments), features.shape[-1], device=features.device)
+        out.index_add_(0, seg_of_frame, frame_means)
+        return out / torch.bincount(seg_of_frame, minlength=len(segments))[:, None].float()
+
     @abstractmethod
     def allocate(self, live_sizes: list[int], total_keep: int,
                  segment_features: torch.Tensor) -> list[int]:
         """Per-segment keep counts summing exactly to ``total_keep``, each in ``[1, live_sizes[i]]``.
 
-        ``segment_features [S, D]`` is each segment's mean input feature (for similarity-aware rules).
+        ``segment_features`` is what `summarize` returned: by default each segment's mean input
+        feature ``[S, D]`` (for similarity-aware rules).
         """
 
 

@@ -110,6 +110,7 @@ def _register_plugin(pm: pluggy.PluginManager, registry: Registry, name: str, so
         scratch._entries[kind] = dict(registry._entries[kind])
     try:
         pm.register(module, name=name)
+        pm.check_pending()  # a misspelled hook name fails this plugin only, not every plugin
         for hook in HOOKS:
             for impl in getattr(pm.hook, hook).get_hookimpls():
                 if impl.plugin is module:

@@ -16,16 +16,26 @@ from prunekit.types import Stage
 class FixedScheduler(LayerScheduler):
     """Prunes at given ``layers`` keeping given fractions of the visual tokens (0 = before the LLM).
 
-    With a budget, the fractions give the shape and are rescaled to meet it exactly.
+    With a budget, the fractions give the shape and are rescaled to meet it exactly. With
+    ``reference_depth``, ``layers`` were chosen for a model that deep and are scaled to the actual
+    depth (e.g. layer 10 of a 28-layer LLM becomes layer 3 of an 8-layer one).
     """
 
     class Config(StageConfig):
         name: Literal["fixed"] = "fixed"
         layers: tuple[int, ...] = (0,)
         keep_fractions: tuple[float, ...] = (0.3,)
+        reference_depth: int | None = None
+
+    def stage_layers(self, num_layers: int) -> list[int]:
+        """The configured layers, scaled to ``num_layers`` when a reference depth is set."""
+        depth = self.config.reference_depth
+        if depth is None or depth == num_layers:
+            return list(self.config.layers)
+        return [0 if layer == 0 else max(1, round(layer * num_layers / depth)) for layer in self.config.layers]
 
     def plan(self, n_visual: int, num_layers: int, budget: Budget | None, min_keep: int = 1) -> list[Stage]:
-        layers, fractions = list(self.config.layers), list(self.config.keep_fractions)
+        layers, fractions = self.stage_layers(num_layers), list(self.config.keep_fractions)
         if budget is not None:
             return fit_stage_counts(layers, fractions, n_visual, num_layers, budget, min_keep)
         fit_stage_counts(layers, fractions, n_visual, num_layers, Budget(1.0), min_keep)  # validates shape

@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from prunekit.config import PipelineConfig
 from prunekit.hookspecs import hookimpl
 from prunekit.registry import ScopedRegistry
 
-STAGES: tuple[type, ...] = ()
-PRESETS: dict = {}
+from .divprune import MaxMinDiversitySelector
+from .dycoke import TemporalMergeSelector
+from .fastvid import DySegSegmenter, FastVIDMerger
+from .framefusion import CascadedSimilarityMerger
+from .holitom import HoliTomMerger, StaticWindowSegmenter
+from .presets import PRESETS as _PRESETS
+from .presets import SPECS
+from .prunevid import DPCSegmenter, PruneVidMerger
+from .topk import TopRelevanceSelector
+from .vidcom2 import DistinctTokenSelector, UniquenessAllocator
+from .visionzip import VisionZipMerger
 
-
-@hookimpl
-def prunekit_register_strategies(registry: ScopedRegistry) -> None:
-    for stage in STAGES:
-        registry.register_stage(stage)
+STAGES: tuple[type, ...] = (
+    DySegSegmenter, StaticWindowSegmenter, DPCSegmenter,
+    CascadedSimilarityMerger, VisionZipMerger, FastVIDMerger, HoliTomMerger, PruneVidMerger,
+    UniquenessAllocator,
+    TopRelevanceSelector, MaxMinDiversitySelector, TemporalMergeSelector, DistinctTokenSelector,
+)
+PRESETS: dict[str, Callable[[], PipelineConfig]] = dict(_PRESETS)
 
 
 @hookimpl
 def prunekit_register_presets(registry: ScopedRegistry) -> None:
-    for name, factory in PRESETS.items():
-        registry.register_preset(name, factory, description=(factory.__doc__ or "").strip())
+    """Register every zoo preset, described by its one-line summary."""
+    for name, (summary, _) in SPECS.items():
+        registry.register_preset(name, PRESETS[name], description=summary)
+
+
+@hookimpl
+def prunekit_register_strategies(registry: ScopedRegistry) -> None:
+    """Register every zoo stage class under its config name."""
+    for stage in STAGES:
+        registry.register_stage(stage)

@@ -1,0 +1,32 @@
+"""Every preset runs on all four adapters through prunekit.apply, with batch > 1, and meets its budget."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import prunekit
+from prunekit.modelzoo import batch_inputs, build_model, video_inputs
+
+FAMILIES = ["llava_onevision", "llava_video", "qwen2_vl", "qwen2_5_vl"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def setup(request: pytest.FixtureRequest):  # noqa: ANN201
+    model = build_model(request.param, num_layers=8)
+    specs = [(8, 2, 3), (8, 6, 4)] if request.param.startswith("llava") else [(8, 2, 3), (12, 5, 2)]
+    samples = [video_inputs(model, f, b, a, seed=20 + i) for i, (f, b, a) in enumerate(specs)]
+    return model, batch_inputs(samples)
+
+
+@pytest.mark.parametrize("preset", sorted(prunekit.presets.list()))
+def test_preset_runs_batched_with_exact_budget(setup, preset: str) -> None:  # noqa: ANN001
+    model, inputs = setup
+    budget = prunekit.Budget(0.35, "layer_average")
+    with prunekit.apply(model, preset, budget=budget) as handle:
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
+        stats = handle.stats()
+    assert out.shape[0] == 2
+    for sample in stats.samples:
+        assert abs(sample.layer_average_retention - 0.35) <= 1 / sample.n_visual, (preset, sample)
