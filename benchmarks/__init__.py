@@ -1,0 +1,1 @@
+"""prunekit benchmarks: efficiency and accuracy harnesses (import from the repository root)."""

@@ -1,0 +1,112 @@
+"""Prompts and scoring: multiple choice by option-letter log-likelihood, open-ended by exact match.
+
+Multiple choice: one forward pass over the prompt (which lists the options as ``A. ...``, ``B. ...``
+and asks for the letter); at the position of the first answer token, the logits of the option
+letters' tokens (``A``, ``B``, ... as the tokenizer encodes them alone) are log-softmaxed over the
+item's letters only. That normalised distribution is the model's answer distribution; its argmax is
+the prediction. It is the log-likelihood of each single-token letter answer, renormalised over the
+options, so it never fails to parse, and it is what the KL fidelity metric compares. The option
+texts themselves are not scored.
+
+Open-ended: greedy ``generate``; the prediction is the first word(s) of the answer, lower-cased with
+surrounding punctuation stripped (as many words as the reference answer has), and it is correct when
+equal to the normalised reference.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+
+from prunekit.errors import UnsupportedModelError
+
+from .dataset import LETTERS, QAItem
+
+__all__ = ["PromptStyle", "MC_INSTRUCTION", "OPEN_INSTRUCTION", "SCORING", "resolve_style", "build_prompt",
+           "letter_token_ids", "normalize_answer", "match_open", "option_logprobs", "generate_text"]
+
+PromptStyle = Literal["auto", "tiny", "chat"]
+MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+OPEN_INSTRUCTION = "Answer the question using a single word or phrase."
+SCORING = "option-letter log-likelihood at the first answer position, softmax over the item's letters"
+
+
+def resolve_style(processor, style: PromptStyle = "auto") -> Literal["tiny", "chat"]:  # noqa: ANN001
+    """``tiny`` (prunekit's tiny model prompt) when the processor has no chat template, else ``chat``."""
+    if style != "auto":
+        return style
+    return "chat" if getattr(processor, "chat_template", None) else "tiny"
+
+
+def build_prompt(item: QAItem, processor, style: Literal["tiny", "chat"]) -> str:  # noqa: ANN001
+    """The text prompt for ``item``, with one video placeholder."""
+    if style == "tiny":
+        from prunekit.tiny import build_prompt as tiny_prompt
+
+        return tiny_prompt(item.question, item.options)
+    lines = [item.question.strip()]
+    if item.options is not None:
+        lines += [f"{letter}. {text}" for letter, text in zip(item.letters, item.options)]
+        lines.append(MC_INSTRUCTION)
+    else:
+        lines.append(OPEN_INSTRUCTION)
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "\n".join(lines)}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True)
+
+
+def letter_token_ids(tokenizer, n: int) -> list[int]:  # noqa: ANN001
+    """Token id of each of the first ``n`` option letters, encoded alone; each must be one known token."""
+    ids = []
+    for letter in LETTERS[:n]:
+        enc = tokenizer.encode(letter, add_special_tokens=False)
+        if len(enc) != 1 or enc[0] == tokenizer.unk_token_id:
+            raise UnsupportedModelError(
+                f"the tokenizer encodes the option letter {letter!r} as {enc}, not as one known token; "
+                "multiple-choice scoring by letter log-likelihood needs single-token letters.")
+        ids.append(enc[0])
+    if len(set(ids)) != len(ids):
+        raise UnsupportedModelError(f"option letters share token ids: {ids}.")
+    return ids
+
+
+_PUNCT = string.punctuation + "“”‘’"
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, surrounding punctuation stripped from every word, whitespace collapsed."""
+    words = (w.strip(_PUNCT) for w in re.split(r"\s+", text.strip().lower()))
+    return " ".join(w for w in words if w)
+
+
+def match_open(generated: str, answer: str) -> tuple[str, bool]:
+    """``(prediction, correct)``: the first as-many-words-as-the-answer of ``generated``, exact match."""
+    reference = normalize_answer(answer)
+    n = max(1, len(reference.split()))
+    prediction = " ".join(normalize_answer(generated).split()[:n])
+    return prediction, prediction == reference
+
+
+@torch.no_grad()
+def option_logprobs(model, inputs: dict, letter_ids: Sequence[int], n_options: Sequence[int]) -> list[list[float]]:  # noqa: ANN001
+    """Per sample: log-softmax over its option letters of the next-token logits after the prompt.
+
+    Prompts must be left-padded, so the last position is every sample's first answer position.
+    """
+    logits = model(**inputs, logits_to_keep=1).logits[:, -1].float()  # [B, V]
+    ids = torch.as_tensor(list(letter_ids), device=logits.device)
+    out = []
+    for row, k in zip(logits, n_options):
+        out.append(torch.log_softmax(row[ids[:k]], dim=-1).tolist())
+    return out
+
+
+@torch.no_grad()
+def generate_text(model, tokenizer, inputs: dict, max_new_tokens: int) -> list[str]:  # noqa: ANN001
+    """Greedy continuation of each (left-padded) prompt, special tokens removed."""
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                         pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -1,0 +1,490 @@
+"""Train the bundled tiny video LLM on the synthetic suite and write its asset directory.
+
+    python -m benchmarks.synthetic.train --out DIR [--deadline SECONDS] [--steps N] [--device cuda]
+
+The model is a ``LlavaOnevisionForConditionalGeneration`` built from a config (tiny SigLIP vision tower,
+tiny Qwen2 language model) with a word-level tokenizer and a ``LlavaOnevisionProcessor``; nothing is
+downloaded. Clips are generated in memory by a pool of worker processes into a ring buffer of items
+held on the accelerator (fresh items keep replacing the oldest while training samples random batches
+from it), normalised exactly as the processor does; prompts are the processor's token ids.
+
+The model answers every question with one word: the chosen option's word for multiple choice (scored
+by comparing the logits of the option words), a free word for open-ended questions.
+
+Besides the answer loss, an auxiliary linear head (not saved) classifies each visual token's object
+colour, shape and size class and its background colour from the generator's labels; it makes the tiny
+vision tower learn useful features within minutes. Some training samples also have a random part of
+their object-free visual tokens masked out (keys removed, positions kept), as after pruning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+import tarfile
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no spinning thread pools in the workers
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from benchmarks.synthetic.generator import (  # noqa: E402
+    BACKGROUND_COLORS,
+    GRID,
+    NUM_FRAMES,
+    OBJECT_COLORS,
+    OPEN_TYPES,
+    QUESTION_TYPES,
+    SHAPES,
+    SIZE,
+    make_item,
+    vocabulary,
+)
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+TOKENS_PER_FRAME = GRID * GRID
+N_VIDEO_TOKENS = NUM_FRAMES * TOKENS_PER_FRAME + 1  # + the single LLaVA-OV newline
+MAX_LEN = 320  # longest prompt + answer of the suite, padded
+AUX_CLASSES = (1 + len(OBJECT_COLORS), 1 + len(SHAPES), 3, len(BACKGROUND_COLORS))
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    steps: int = 40000  # upper bound; --deadline shrinks it to fit the time
+    deadline: float = 0.0  # > 0: the whole run (data, training, evaluation, saving) ends within this many s
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 300
+    weight_decay: float = 0.05
+    aux_weight: float = 0.5
+    drop_aug_prob: float = 0.2
+    drop_aug_max: float = 0.75
+    eval_every_s: float = 90.0
+    eval_items: int = 900  # per evaluation split (100 per question type)
+    pool_capacity: int = 120000  # items held on the device
+    pool_min: int = 12288  # items generated before the first step
+    chunk: int = 256  # items per worker task
+    # architecture
+    vision_hidden: int = 128
+    vision_layers: int = 4
+    vision_heads: int = 4
+    vision_mlp: int = 512
+    text_hidden: int = 256
+    text_layers: int = 4
+    text_heads: int = 8
+    text_kv_heads: int = 4
+    text_mlp: int = 512
+    patch: int = 8
+
+
+# ------------------------------------------------------------------------------------ construction
+
+
+def build_tokenizer():
+    import tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["[UNK]", *vocabulary()]
+    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab={w: i for i, w in enumerate(words)},
+                                                          unk_token="[UNK]"))
+    tk.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tk.decoder = tokenizers.decoders.WordPiece(prefix="##", cleanup=True)  # joins words with spaces
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="<|endoftext|>",
+                                  eos_token="<|im_end|>", model_max_length=1024)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<image>", "<video>"]})
+    tok.padding_side = "left"
+    return tok
+
+
+def build_processor(tok):
+    from transformers import LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor
+
+    norm = dict(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    return LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(size={"height": SIZE, "width": SIZE},
+                                                     image_grid_pinpoints=[[SIZE, SIZE]], **norm),
+        video_processor=LlavaOnevisionVideoProcessor(size={"height": SIZE, "width": SIZE}, **norm),
+        tokenizer=tok, num_image_tokens=(SIZE // 8) ** 2, vision_feature_select_strategy="full",
+    )
+
+
+def build_model(tok, cfg: TrainConfig):
+    from transformers import GenerationConfig, LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+
+    ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text = dict(model_type="qwen2", vocab_size=len(tok), hidden_size=cfg.text_hidden,
+                intermediate_size=cfg.text_mlp, num_hidden_layers=cfg.text_layers,
+                num_attention_heads=cfg.text_heads, num_key_value_heads=cfg.text_kv_heads,
+                max_position_embeddings=1024, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                bos_token_id=None, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+                tie_word_embeddings=False)
+    vision = dict(model_type="siglip_vision_model", hidden_size=cfg.vision_hidden,
+                  intermediate_size=cfg.vision_mlp, num_hidden_layers=cfg.vision_layers,
+                  num_attention_heads=cfg.vision_heads, image_size=SIZE, patch_size=cfg.patch)
+    config = LlavaOnevisionConfig(vision_config=vision, text_config=text, image_token_id=ids["<image>"],
+                                  video_token_id=ids["<video>"], vision_feature_layer=-1,
+                                  vision_feature_select_strategy="full", image_grid_pinpoints=[[SIZE, SIZE]],
+                                  tie_word_embeddings=False)
+    torch.manual_seed(cfg.seed)
+    model = LlavaOnevisionForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+                                               bos_token_id=None, do_sample=False, max_new_tokens=4)
+    return model
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def encode(tok, prompt: str) -> list[int]:
+    """Token ids of ``prompt`` as the processor makes them: ``<video>`` expanded to the video's tokens."""
+    video_id = tok.convert_tokens_to_ids("<video>")
+    out = []
+    for t in tok(prompt, add_special_tokens=False)["input_ids"]:
+        out.extend([video_id] * N_VIDEO_TOKENS if t == video_id else [t])
+    return out
+
+
+def word_id(tok, word: str) -> int:
+    ids = tok(word, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1 or ids[0] == tok.unk_token_id:
+        raise ValueError(f"answer {word!r} is not one known token: {ids}")
+    return ids[0]
+
+
+_TOK = None
+
+
+def encode_chunk(job: tuple[str, int, int]) -> dict[str, np.ndarray]:
+    """Items ``start .. start+n-1`` of ``split`` as arrays (runs in worker processes)."""
+    global _TOK
+    if _TOK is None:
+        _TOK = build_tokenizer()
+    tok = _TOK
+    split, start, n = job
+    pad, end = tok.pad_token_id, tok.convert_tokens_to_ids("<|im_end|>")
+    out = {"frames": np.empty((n, NUM_FRAMES, SIZE, SIZE, 3), np.uint8),
+           "ids": np.full((n, MAX_LEN), pad, np.int32), "n_prompt": np.empty(n, np.int32),
+           "answer": np.empty(n, np.int32), "options": np.full((n, 4), -1, np.int32),
+           "aux": np.empty((n, 4, NUM_FRAMES, GRID, GRID), np.int8), "type": np.empty(n, np.int8)}
+    for j in range(n):
+        item, clip = make_item(split, start + j)
+        prompt = encode(tok, item.prompt)
+        answer = word_id(tok, item.answer_text)
+        seq = prompt + [answer, end]
+        assert len(seq) <= MAX_LEN, len(seq)
+        out["frames"][j] = clip.frames
+        out["ids"][j, : len(seq)] = seq
+        out["n_prompt"][j] = len(prompt)
+        out["answer"][j] = answer
+        if item.options is not None:
+            out["options"][j] = [word_id(tok, o) for o in item.options]
+        out["aux"][j] = np.stack([clip.obj_color, clip.obj_shape, clip.obj_size, clip.background])
+        out["type"][j] = QUESTION_TYPES.index(item.type)
+    return out
+
+
+class DevicePool:
+    """A ring buffer of encoded items on ``device``, refilled by worker processes."""
+
+    def __init__(self, capacity: int, device, workers, chunk: int, split: str = "train"):
+        self.capacity, self.device, self.workers, self.chunk, self.split = capacity, device, workers, chunk, split
+        shapes = {"frames": ((NUM_FRAMES, SIZE, SIZE, 3), torch.uint8), "ids": ((MAX_LEN,), torch.int32),
+                  "n_prompt": ((), torch.int32), "answer": ((), torch.int32), "options": ((4,), torch.int32),
+                  "aux": ((4, NUM_FRAMES, GRID, GRID), torch.int8), "type": ((), torch.int8)}
+        self.data = {k: torch.empty((capacity, *s), dtype=dt, device=device) for k, (s, dt) in shapes.items()}
+        self.filled = self.cursor = self.generated = 0
+        self.next_start = 0
+        self.inflight: deque = deque()
+
+    def submit(self, max_inflight: int) -> None:
+        while len(self.inflight) < max_inflight:
+            self.inflight.append(self.workers.apply_async(encode_chunk, ((self.split, self.next_start, self.chunk),)))
+            self.next_start += self.chunk
+
+    def ingest(self, max_chunks: int = 1, block: bool = False) -> int:
+        got = 0
+        while self.inflight and got < max_chunks and (block or self.inflight[0].ready()):
+            arrays = self.inflight.popleft().get()
+            n = len(arrays["type"])
+            pos = (torch.arange(n) + self.cursor) % self.capacity
+            for k, v in arrays.items():
+                self.data[k][pos.to(self.device)] = torch.from_numpy(v).to(self.device, non_blocking=False)
+            self.cursor = (self.cursor + n) % self.capacity
+            self.filled = min(self.capacity, self.filled + n)
+            self.generated += n
+            got += 1
+        return got
+
+    def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        idx = torch.randint(self.filled, (batch,), generator=gen).to(self.device)
+        return {k: v[idx] for k, v in self.data.items()}
+
+
+def make_set(workers, split: str, n: int, chunk: int, device) -> dict[str, torch.Tensor]:
+    jobs = [(split, s, min(chunk, n - s)) for s in range(0, n, chunk)]
+    parts = workers.map(encode_chunk, jobs)
+    return {k: torch.from_numpy(np.concatenate([p[k] for p in parts])).to(device) for k in parts[0]}
+
+
+def pixel_values(frames: torch.Tensor, processor) -> torch.Tensor:
+    """``uint8 [B, F, H, W, 3]`` -> the processor's ``pixel_values_videos`` ``[B, F, 3, H, W]``."""
+    vp = processor.video_processor
+    mean = torch.tensor(vp.image_mean, device=frames.device).view(1, 1, 3, 1, 1)
+    std = torch.tensor(vp.image_std, device=frames.device).view(1, 1, 3, 1, 1)
+    x = frames.permute(0, 1, 4, 2, 3).float() * vp.rescale_factor
+    return (x - mean) / std
+
+
+# ---------------------------------------------------------------------------------------- forward
+
+
+def forward(model, processor, batch, drop_mask=None):
+    """Hidden states ``[B, 2, D]`` predicting the answer word and the end token, and the visual features.
+
+    The sequences are the prompt plus the answer word (right padded); the visual features ``[B, 257, D]``
+    feed the auxiliary head.
+    """
+    cfg = model.config
+    n_prompt = batch["n_prompt"].long()
+    length = int(n_prompt.max()) + 1
+    ids = batch["ids"][:, :length].long()
+    positions = torch.arange(length, device=ids.device)[None].expand_as(ids)
+    attn = (positions <= n_prompt[:, None]).long()  # right padding
+    video = model.model.get_video_features(pixel_values_videos=pixel_values(batch["frames"], processor),
+                                           vision_feature_layer=cfg.vision_feature_layer,
+                                           vision_feature_select_strategy=cfg.vision_feature_select_strategy)
+    feats = video.pooler_output  # [B, 257, D]
+    embeds = model.get_input_embeddings()(ids)
+    is_video = ids == cfg.video_token_id
+    embeds = embeds.masked_scatter(is_video[..., None], feats.to(embeds.dtype))
+    if drop_mask is not None:
+        attn = attn.masked_scatter(is_video, attn[is_video] * drop_mask.reshape(-1).to(attn))
+    hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=attn,
+                                        position_ids=positions).last_hidden_state
+    rows = torch.arange(len(ids), device=ids.device)[:, None]
+    at = torch.stack([n_prompt - 1, n_prompt], dim=1)  # [B, 2]: before the answer word, on it
+    return hidden[rows, at], feats
+
+
+def drop_mask(batch, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """``[B, 257]`` 1 = keep: for some samples, drop a random share of object-free visual tokens."""
+    b = batch["aux"].shape[0]
+    has_obj = (batch["aux"][:, 0] > 0).reshape(b, -1)  # [B, 256]
+    dev = has_obj.device
+    rate = torch.rand(b, 1, generator=gen).to(dev) * cfg.drop_aug_max
+    use = torch.rand(b, 1, generator=gen).to(dev) < cfg.drop_aug_prob
+    rate = torch.where(use, rate, torch.zeros_like(rate))
+    drop = (torch.rand(b, has_obj.shape[1], generator=gen).to(dev) < rate) & ~has_obj
+    keep = torch.cat([~drop, torch.ones(b, 1, dtype=torch.bool, device=dev)], dim=1)  # newline kept
+    return keep.long()
+
+
+# ------------------------------------------------------------------------------------------- eval
+
+
+@torch.no_grad()
+def quick_eval(model, processor, data: dict[str, torch.Tensor], batch: int = 150) -> dict:
+    """Accuracy per type on in-memory clips: option-word logits (multiple choice), argmax word (open)."""
+    model.eval()
+    hits = {t: [] for t in QUESTION_TYPES}
+    n = len(data["type"])
+    dev = data["type"].device
+    for s in range(0, n, batch):
+        b = {k: v[s: s + batch] for k, v in data.items()}
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            last, _ = forward(model, processor, b)
+            logits = model.lm_head(last[:, 0]).float()
+        opts = b["options"].long()
+        mc = logits.gather(1, opts.clamp(min=0)).argmax(1)
+        mc_ok = opts.gather(1, mc[:, None])[:, 0] == b["answer"].long()
+        open_ok = logits.argmax(1) == b["answer"].long()
+        for j in range(len(mc)):
+            qtype = QUESTION_TYPES[int(b["type"][j])]
+            hits[qtype].append(bool(open_ok[j] if qtype in OPEN_TYPES else mc_ok[j]))
+    model.train()
+    acc = {t: float(np.mean(v)) for t, v in hits.items() if v}
+    acc["overall"] = float(np.mean([x for v in hits.values() for x in v]))
+    return acc
+
+
+# ------------------------------------------------------------------------------------------- main
+
+
+def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar: Path | None = None) -> dict:
+    t_start = time.time()
+    workers = mp.get_context("fork").Pool(procs, initializer=torch.set_num_threads, initargs=(1,))  # before CUDA
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    tok = build_tokenizer()
+    processor = build_processor(tok)
+    pool = DevicePool(cfg.pool_capacity, device, workers, cfg.chunk)
+    pool.submit(max(2 * procs, 4))
+    val = make_set(workers, "val", cfg.eval_items, cfg.chunk, device)
+    t0 = time.time()
+    while pool.filled < min(cfg.pool_min, cfg.pool_capacity) and time.time() - t0 < 120:
+        pool.ingest(block=True)
+        pool.submit(2 * procs)
+    print(f"data: {pool.filled} items in {time.time() - t0:.1f}s "
+          f"({pool.filled / (time.time() - t0):.0f} items/s with {procs} processes)", flush=True)
+
+    model = build_model(tok, cfg).to(device).train()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"parameters: {n_params / 1e6:.2f}M", flush=True)
+    aux_head = torch.nn.Linear(cfg.text_hidden, sum(AUX_CLASSES)).to(device)
+    params = list(model.parameters()) + list(aux_head.parameters())
+    opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+                             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    log = {"step": [], "loss": [], "lm_loss": [], "aux_loss": [], "eval": []}
+    total, step, t_train, last_eval = cfg.steps, 0, time.time(), time.time()
+    reserve = 30.0
+    while step < total:
+        if step == 10:
+            t_measure = time.time()
+        if step == 60 and cfg.deadline > 0:  # fit the schedule to the time left
+            per_step = (time.time() - t_measure) / 50
+            left = cfg.deadline - (time.time() - t_start) - reserve
+            evals = left / cfg.eval_every_s * 3.0  # seconds the periodic evaluations take
+            total = min(total, 60 + int((left - evals) / per_step))
+            print(f"{per_step * 1000:.1f} ms/step -> {total} steps", flush=True)
+        pool.ingest(1)
+        pool.submit(2 * procs)
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / total)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = pool.sample(cfg.batch_size, gen)
+        keep = drop_mask(batch, cfg, gen) if cfg.drop_aug_prob > 0 else None
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            last, feats = forward(model, processor, batch, drop_mask=keep)
+            logits = model.lm_head(last).float()  # [B, 2, V]
+            end = torch.full_like(batch["answer"], tok.eos_token_id)
+            lm_loss = F.cross_entropy(logits.flatten(0, 1), torch.stack([batch["answer"], end], 1).long().flatten())
+            aux_logits = aux_head(feats[:, :-1].float()).split(AUX_CLASSES, dim=-1)  # [B, 256, C] each
+            aux = batch["aux"].long().flatten(2)  # [B, 4, 256]
+            aux_loss = sum(F.cross_entropy(a.flatten(0, 1), aux[:, k].flatten())
+                           for k, a in enumerate(aux_logits)) / len(AUX_CLASSES)
+            loss = lm_loss + cfg.aux_weight * aux_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        if step % 50 == 0 or step == 1:
+            log["step"].append(step)
+            log["loss"].append(loss.item())
+            log["lm_loss"].append(lm_loss.item())
+            log["aux_loss"].append(aux_loss.item())
+        if step % 500 == 0:
+            print(f"step {step}/{total} loss {loss.item():.4f} lm {lm_loss.item():.4f} aux {aux_loss.item():.4f} "
+                  f"lr {lr:.2e} items {pool.generated} t {time.time() - t_start:.0f}s", flush=True)
+        if time.time() - last_eval > cfg.eval_every_s or step == total:
+            acc = quick_eval(model, processor, val)
+            log["eval"].append({"step": step, **acc})
+            print(f"eval step {step}: " + " ".join(f"{k}={v:.3f}" for k, v in acc.items()), flush=True)
+            last_eval = time.time()
+            if step < total and out is not None:  # checkpoint: survive a run cut short
+                _checkpoint(model, processor, out, log, cfg, step, t_train, n_params, device, pool, tar)
+    test = make_set(workers, "test", cfg.eval_items, cfg.chunk, device)
+    test_acc = quick_eval(model, processor, test)
+    print("test (in memory): " + " ".join(f"{k}={v:.3f}" for k, v in test_acc.items()), flush=True)
+    workers.terminate()
+    result = _checkpoint(model, processor, out, log, cfg, step, t_train, n_params, device, pool, tar)
+    result["test_in_memory"] = test_acc
+    (out / "training_log.json").write_text(json.dumps({"log": log, "result": result}, indent=1))
+    if tar:
+        _tar(out, tar)
+    return result
+
+
+def _checkpoint(model, processor, out, log, cfg, step, t_train, n_params, device, pool, tar) -> dict:
+    cfg = TrainConfig(**{**asdict(cfg), "steps": step})
+    result = {"config": asdict(cfg), "train_seconds": time.time() - t_train, "final_loss": log["loss"][-1],
+              "final_lm_loss": log["lm_loss"][-1], "final_aux_loss": log["aux_loss"][-1],
+              "val_in_memory": log["eval"][-1] if log["eval"] else None, "parameters": n_params,
+              "items_generated": pool.generated, "samples_seen": step * cfg.batch_size,
+              "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__}
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    save(model, state, processor, out, log, result)
+    if tar:
+        _tar(out, tar)
+    return result
+
+
+def _tar(folder: Path, tar: Path) -> None:
+    tmp = tar.with_suffix(".tmp")
+    with tarfile.open(tmp, "w") as tf:
+        tf.add(folder, arcname=folder.name)
+    tmp.replace(tar)
+
+
+def save(model, state, processor, out: Path, log: dict, result: dict) -> None:
+    import transformers
+
+    result["transformers"] = transformers.__version__
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    model.save_pretrained(out, state_dict={k: v.float() for k, v in state.items()}, safe_serialization=True)
+    processor.save_pretrained(out)
+    (out / "training_log.json").write_text(json.dumps({"log": log, "result": result}, indent=1))
+    plot_loss(out / "training_log.json", out / "loss.png")
+
+
+def plot_loss(log_path: Path, png: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        print("matplotlib missing: no loss plot")
+        return
+    log = json.loads(Path(log_path).read_text())["log"]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax[0].plot(log["step"], log["lm_loss"], label="answer loss")
+    ax[0].plot(log["step"], log["aux_loss"], label="auxiliary token loss")
+    ax[0].set_yscale("log")
+    ax[0].set_xlabel("step")
+    ax[0].legend()
+    ax[0].set_title("training loss")
+    if log["eval"]:
+        steps = [e["step"] for e in log["eval"]]
+        for k in [*QUESTION_TYPES, "overall"]:
+            ax[1].plot(steps, [e.get(k, np.nan) for e in log["eval"]], label=k, lw=2.5 if k == "overall" else 1)
+        ax[1].set_ylim(0, 1.02)
+        ax[1].set_xlabel("step")
+        ax[1].set_title("val accuracy (in-memory clips)")
+        ax[1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--procs", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    p.add_argument("--tar", type=Path, help="also pack the output folder into this .tar (at every checkpoint)")
+    for k, v in asdict(TrainConfig()).items():
+        p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
+    args = p.parse_args(argv)
+    cfg = TrainConfig(**{k: getattr(args, k) for k in asdict(TrainConfig())})
+    result = train(cfg, args.out, args.device, args.procs, args.tar)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

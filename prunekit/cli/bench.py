@@ -1,0 +1,200 @@
+"""``prunekit bench``: compare pruning strategies; ``prunekit bench accuracy`` for any model and dataset.
+
+Plain ``prunekit bench`` is the embedded default: the bundled tiny video LLM on the synthetic test
+split, unpruned and the main strategies at 30/20/10% (layer-averaged), offline on CPU in minutes; it
+prints the comparison table and writes records, the table and a plot to ``--out``. Runs are
+resumable: finished cells found in ``--out`` are not run again.
+
+Further ``bench`` subcommands come from the modules in `BENCH_COMMANDS`: each exposes
+``add_bench_parsers(bench_subparsers)`` (or ``add_parsers``) and binds handlers with
+``set_defaults(func=...)``, like the top-level command modules. A listed module that is not
+installed is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from prunekit.errors import PrunekitError, UnsupportedModelError
+
+__all__ = ["BENCH_COMMANDS", "DEFAULT_STRATEGIES", "DEFAULT_BUDGETS", "DEFAULT_ITEMS", "add_parsers",
+           "accuracy_command", "default_command"]
+
+BENCH_COMMANDS: list[str] = ["prunekit.cli.bench_efficiency"]
+"""Modules adding ``prunekit bench <name>`` subcommands (``accuracy`` is built in)."""
+
+DEFAULT_STRATEGIES = ("hieravid", "visionzip", "divprune", "random")
+DEFAULT_BUDGETS = (0.3, 0.2, 0.1)
+DEFAULT_ITEMS = 270  # 30 per question type of the synthetic suite
+DEFAULT_OUT = "prunekit-bench"
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``prunekit bench`` with its ``accuracy`` subcommand and those of `BENCH_COMMANDS`."""
+    p = subparsers.add_parser(
+        "bench", help="compare pruning strategies (default: tiny model + synthetic suite, offline)",
+        description="Without a benchmark name: the embedded default, the accuracy harness on the bundled tiny "
+                    f"video LLM and {DEFAULT_ITEMS} items of the synthetic test split, unpruned and "
+                    f"{', '.join(DEFAULT_STRATEGIES)} at {', '.join(f'{b:g}' for b in DEFAULT_BUDGETS)} "
+                    "(layer-averaged retention). Prints the table, writes records and a plot.")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT})")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=default_command)
+    sub = p.add_subparsers(title="benchmarks", metavar="BENCHMARK")
+    _add_accuracy(sub)
+    for name in BENCH_COMMANDS:
+        module = _optional_module(name)
+        if module is not None:
+            (getattr(module, "add_bench_parsers", None) or module.add_parsers)(sub)
+
+
+def _optional_module(name: str) -> ModuleType | None:
+    try:
+        if importlib.util.find_spec(name) is None:
+            return None
+    except ModuleNotFoundError:  # a parent package is missing
+        return None
+    return importlib.import_module(name)
+
+
+def _add_accuracy(sub: argparse._SubParsersAction) -> None:
+    a = sub.add_parser(
+        "accuracy", help="accuracy and fidelity of strategies x budgets on a video-QA dataset",
+        description="Run the unpruned model once and every strategy at every budget on the same items; report "
+                    "accuracy (95% bootstrap CI), relative accuracy, fidelity to the unpruned model (answer "
+                    "agreement, KL of the answer-option distribution), realized retention and FLOPs ratio. "
+                    "Multiple choice is scored by the log-likelihood of the option letters, open-ended "
+                    "questions by exact match of the generated word.")
+    a.add_argument("--model", default=None,
+                   help="Hugging Face id or local folder (default: the bundled tiny video LLM)")
+    a.add_argument("--data", default="synthetic:test",
+                   help="JSONL manifest, or synthetic:test / synthetic:val (default: synthetic:test)")
+    a.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
+                   help="comma-separated presets ('prunekit presets'), 'hieravid' (paper preset per budget) "
+                        "or config files")
+    a.add_argument("--budgets", default=",".join(f"{b:g}" for b in DEFAULT_BUDGETS),
+                   help="comma-separated retention values in (0, 1]")
+    a.add_argument("--mode", choices=("layer_average", "input"), default="layer_average",
+                   help="how budgets are measured (default: layer_average, the papers' 'x%% retained')")
+    a.add_argument("--limit", type=int, default=None, help="use only the first N items")
+    a.add_argument("--batch-size", type=int, default=8, help="items per forward, left-padded (default 8)")
+    a.add_argument("--frames", type=int, default=None, help="frames per video (default: 16 tiny, 32 otherwise)")
+    a.add_argument("--prompt", choices=("auto", "tiny", "chat"), default="auto",
+                   help="prompt format (auto: the model's chat template if it has one)")
+    a.add_argument("--max-new-tokens", type=int, default=8, help="generation length for open-ended items")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    a.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT})")
+    a.add_argument("--no-plot", action="store_true", help="do not write the plot")
+    a.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    a.set_defaults(func=accuracy_command)
+
+
+def default_command(args: argparse.Namespace) -> int:
+    """Handler of plain ``prunekit bench``: the accuracy harness with every default."""
+    defaults = argparse.Namespace(
+        model=None, data="synthetic:test", strategies=",".join(DEFAULT_STRATEGIES),
+        budgets=",".join(map(str, DEFAULT_BUDGETS)), mode="layer_average", limit=DEFAULT_ITEMS, batch_size=8,
+        frames=None, prompt="auto", max_new_tokens=8, seed=0, device="auto", out=args.out, no_plot=False,
+        no_progress=args.no_progress)
+    return accuracy_command(defaults)
+
+
+def accuracy_command(args: argparse.Namespace) -> int:
+    """Handler of ``prunekit bench accuracy``; returns 1 when a cell failed with an unexpected error."""
+    acc = _accuracy_package()
+    start = time.perf_counter()
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    budgets = _budgets(args.budgets)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    model, processor, model_name = load_model(args.model, device)
+    items, dataset_name = _load_items(acc, args.data, args.limit)
+    style = acc.scoring.resolve_style(processor, args.prompt)
+    frames = args.frames or (_tiny_frames() if style == "tiny" else 32)
+    harness = acc.AccuracyHarness(
+        model, processor, items, args.out, model_name=model_name, dataset_name=dataset_name, num_frames=frames,
+        mode=args.mode, batch_size=args.batch_size, seed=args.seed, prompt_style=style,
+        max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
+    failed: list[str] = []
+
+    def on_error(cell, exc: Exception) -> None:  # noqa: ANN001
+        failed.append(cell.label)
+        print(f"prunekit: warning: {cell.label} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    records = harness.run(strategies, budgets, on_error=on_error)
+    paths = acc.write_outputs(records, args.out, plot=not args.no_plot)
+    print(acc.markdown_table(records))
+    print()
+    resumed = sum(bool(r.get("resumed")) for r in records)
+    print(f"{len(records)} cells ({resumed} resumed from {args.out}) in {time.perf_counter() - start:.1f} s; "
+          f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 1 if failed else 0
+
+
+def _accuracy_package() -> ModuleType:
+    """``prunekit.benchmarks.accuracy``; from a source checkout not yet installed that way, ``benchmarks.accuracy``."""
+    try:
+        return importlib.import_module("prunekit.benchmarks.accuracy")
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("prunekit.benchmarks"):
+            raise
+        return importlib.import_module("benchmarks.accuracy")
+
+
+def _budgets(text: str) -> list[float]:
+    try:
+        values = [float(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise PrunekitError(f"--budgets must be comma-separated numbers in (0, 1], got {text!r}.") from None
+    if not values or any(not 0 < b <= 1 for b in values):
+        raise PrunekitError(f"--budgets must be comma-separated numbers in (0, 1], got {text!r}.")
+    return values
+
+
+def _tiny_frames() -> int:
+    from prunekit.tiny import TINY_NUM_FRAMES
+
+    return TINY_NUM_FRAMES
+
+
+def load_model(name: str | None, device: str) -> tuple[torch.nn.Module, object, str]:
+    """``(model, processor, record name)``: the bundled tiny model for None/``tiny``, else a hub id or folder."""
+    if name in (None, "tiny"):
+        from prunekit.tiny import load_tiny
+
+        try:
+            model, processor = load_tiny(device)
+        except FileNotFoundError as exc:
+            raise PrunekitError(str(exc)) from None
+        return model, processor, "prunekit-tiny"
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        processor = AutoProcessor.from_pretrained(name)
+        model = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, attn_implementation="sdpa")
+    except OSError as exc:
+        raise PrunekitError(f"could not load {name!r}: {exc}") from None
+    except ValueError as exc:
+        raise UnsupportedModelError(f"{name!r} is not a video LLM transformers can load: {exc}") from None
+    return model.to(device).eval(), processor, name
+
+
+def _load_items(acc: ModuleType, data: str, limit: int | None) -> tuple[list, str]:
+    if data.startswith("synthetic:"):
+        split = data.split(":", 1)[1]
+        if split not in ("test", "val"):
+            raise PrunekitError(f"unknown synthetic split {split!r}; use synthetic:test or synthetic:val.")
+        return acc.load_synthetic(split, limit), f"synthetic-{split}"
+    if not Path(data).is_file():
+        raise PrunekitError(f"--data {data!r}: no such manifest (or use synthetic:test).")
+    items = acc.load_manifest(data)
+    return (items[:limit] if limit else items), Path(data).name

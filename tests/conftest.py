@@ -1,0 +1,31 @@
+"""Shared test setup: Hypothesis profiles (``dev`` locally, ``ci`` under ``CI=true``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prunekit.plugins import DISABLE_ENV, reload_plugins
+from prunekit.testing import register_profiles
+
+register_profiles()
+
+
+@pytest.fixture
+def builtin_plugins_only(monkeypatch: pytest.MonkeyPatch):
+    """Hermetic registry: only the built-in plugins are loaded while the test runs."""
+    monkeypatch.setenv(DISABLE_ENV, "1")
+    registry = reload_plugins()
+    yield registry
+    monkeypatch.delenv(DISABLE_ENV)
+    reload_plugins()
+
+
+@pytest.fixture(scope="module")
+def single_thread_torch():
+    """One intra-op thread while a module runs: the property tests use tiny tensors, where extra
+    threads only add contention (10-30x slower on a busy 2-core machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
