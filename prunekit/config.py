@@ -86,7 +86,8 @@ class PipelineConfig(BaseModel):
     @classmethod
     def _schema(cls, value: int) -> int:
         if value > SCHEMA_VERSION:
-            raise ValueError(f"schema_version {value} is newer than this prunekit ({SCHEMA_VERSION}); upgrade prunekit.")
+            raise ValueError(
+                f"schema_version {value} is newer than this prunekit ({SCHEMA_VERSION}); upgrade prunekit.")
         return value
 
     # -- construction helpers -------------------------------------------------------------

@@ -202,7 +202,7 @@ class PruneSession:
         if kwargs.get("cache_position") is not None:  # transformers <= 5.3
             kwargs["cache_position"] = torch.arange(index.shape[1], device=embeds.device)
         lm_len = index.shape[1]
-        for b, track in enumerate(tracks):
+        for track in tracks:
             n = track.orig.numel()
             track.lm = torch.arange(lm_len - n, lm_len, device=embeds.device)
         stage_layers = {s.layer for t in tracks if t.plan for s in t.plan.stages if s.layer > 0}
@@ -300,7 +300,8 @@ class PruneSession:
         if valid is None or not isinstance(mask, torch.Tensor) or mask.ndim != 4:
             return None
         new_cols = mask[..., self.state.lm_len:]
-        prefix = to_mask_format(valid.to(mask.device)[:, None, None, :].expand(-1, 1, mask.shape[2], -1), mask, mask.dtype)
+        allowed = valid.to(mask.device)[:, None, None, :].expand(-1, 1, mask.shape[2], -1)
+        prefix = to_mask_format(allowed, mask, mask.dtype)
         kwargs["attention_mask"] = torch.cat([prefix, new_cols], -1)
         return args, kwargs
 
