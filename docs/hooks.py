@@ -121,17 +121,15 @@ def _stage(entry: Any) -> str:
     lines += [" · ".join(facts), "", _docstring(cls), ""]
     fields = [(n, f) for n, f in cls.Config.model_fields.items() if n != "name"]
     if fields:
+        columns = ["config field", "type", "default"]
+        constrained = any(_constraints(field) for _, field in fields)
         described = any(field.description for _, field in fields)
-        lines += [
-            "| config field | type | default | constraint |" + (" description |" if described else ""),
-            "|---|---|---|---|" + ("---|" if described else ""),
-        ]
+        columns += ["constraint"] * constrained + ["description"] * described
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         for name, field in fields:
-            row = (
-                f"| `{name}` | {_code(_type_name(field.annotation))} | {_code(repr(field.default))} | "
-                f"{_cell(_constraints(field))} |"
-            )
-            lines.append(row + (f" {_cell(field.description or '')} |" if described else ""))
+            cells = [f"`{name}`", _code(_type_name(field.annotation)), _code(_value(field.default))]
+            cells += [_cell(_constraints(field))] * constrained + [_cell(field.description or "")] * described
+            lines.append("| " + " | ".join(cells) + " |")
     else:
         lines.append("No parameters besides `name`.")
     return "\n".join(lines) + "\n"
@@ -153,7 +151,7 @@ def _preset(entry: Any) -> str:
         if stage is None:
             continue
         params = {k: v for k, v in stage.model_dump().items() if k != "name"}
-        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        shown = ", ".join(f"{k}={_value(v)}" for k, v in params.items())
         link = f"[`{stage.name}`](#{anchor(FIELD_KIND[field], stage.name)})"
         lines.append(f"| {field} | {link}" + (f" {_code(shown)}" if shown else "") + " |")
     budget = config.budget
@@ -194,7 +192,7 @@ def _summary(entry: Any) -> str:
     text = entry.description
     if not text or doc.startswith(text):
         paragraph = " ".join(_first_paragraph(doc).split())
-        text = paragraph.split(". ")[0].rstrip(".") + "." if paragraph else ""
+        text = paragraph.split(". ")[0].rstrip(".:") + "." if paragraph else ""
     if not text and entry.kind == "preset":
         text = _first_paragraph(entry.obj().description)
     return " ".join(text.split())
@@ -223,6 +221,15 @@ def _type_name(annotation: Any) -> str:
         return "Literal[" + ", ".join(repr(a) for a in typing.get_args(annotation)) + "]"
     text = annotation.__name__ if isinstance(annotation, type) and not typing.get_args(annotation) else str(annotation)
     return text.replace("typing.", "")
+
+
+def _value(value: Any) -> str:
+    """A config value as it reads in YAML/JSON terms: lists for tuples, floats to 6 digits."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return repr(value)
 
 
 def _constraints(field: Any) -> str:

@@ -53,18 +53,30 @@ class PipelineConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: int = SCHEMA_VERSION
+    """Version of this config format; newer files are refused with advice to upgrade."""
     prunekit_version: str = __version__
+    """prunekit version that wrote the config (informational, not part of the fingerprint)."""
     name: str = "custom"
+    """Preset or user name of the strategy."""
     description: str = ""
+    """Where the strategy acts and how its ratio is counted."""
     citation: str = ""
+    """The paper the strategy reproduces."""
     segmenter: SerializeAsAny[StageConfig] = Field(default_factory=lambda: stage_config("segmenter", "single"))
+    """Temporal segmentation (default: the whole video is one segment)."""
     merger: SerializeAsAny[StageConfig] | None = None
+    """Optional token merger for the stage before the LLM."""
     allocator: SerializeAsAny[StageConfig] = Field(
         default_factory=lambda: stage_config("allocator", "proportional"))
+    """How each stage's count is split over segments (default: proportionally)."""
     selector: SerializeAsAny[StageConfig]
+    """Which tokens of a segment survive a stage."""
     scheduler: SerializeAsAny[StageConfig]
+    """Where in the LLM stages act and how many tokens each keeps."""
     budget: Budget | None = None
+    """Requested retention; None applies the scheduler's published fractions."""
     seed: int = 0
+    """Seed of stochastic selectors (the same seed gives the same selection)."""
 
     @field_validator("segmenter", "merger", "allocator", "selector", "scheduler", mode="before")
     @classmethod

@@ -164,8 +164,9 @@ class Pipeline:
         llm_stage = sum(1 for s in plan.stages[:index] if s.layer > 0) if stage.layer > 0 else -1
         generator = torch.Generator().manual_seed(self.config.seed * 1009 + index)
         members, feats, keeps, contexts = [], [], [], []
+        grouped = torch.split(torch.argsort(seg, stable=True), sizes)  # one sort instead of a host sync per segment
         for g, count in enumerate(counts):
-            member = torch.nonzero(seg == g).flatten()
+            member = grouped[g]
             if count == 0 or member.numel() == 0:
                 continue
             members.append(member)

@@ -10,9 +10,10 @@ Plugin authors test their own stages against the same guarantees as the built-in
     def test_my_preset_conforms():
         check_preset("acme.topk-30")
 
-Each ``check_*`` runs a Hypothesis search (settings from the active profile, see
-`register_profiles`) and raises `AssertionError` naming the violated guarantee. Do not call them
-from inside a ``@given`` test; use the ``assert_*`` helpers and the strategies there instead.
+Needs ``hypothesis`` (``pip install "prunekit[test]"``). Each ``check_*`` runs a Hypothesis search
+(settings from the active profile, see `register_profiles`) and raises `AssertionError` naming the
+violated guarantee. Do not call them from inside a ``@given`` test; use the ``assert_*`` helpers and
+the strategies there instead.
 
 The guarantees (architecture §4):
 
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 
 from prunekit.budget import Budget, visual_tokens_per_layer
 from prunekit.errors import BudgetError
@@ -453,9 +455,13 @@ def _instantiate(cls: type[Component], config: StageConfig | dict[str, Any] | No
 def _run(test: Callable[..., None], run_settings: settings | None) -> None:
     """Run a ``@given`` test under the active profile (or ``run_settings``), reporting one bug."""
     base = run_settings if run_settings is not None else settings.default
-    settings(base, report_multiple_bugs=False,
-             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                    *base.suppress_health_check])(test)()
+    try:
+        settings(base, report_multiple_bugs=False,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                        *base.suppress_health_check])(test)()
+    except Flaky as exc:  # a failure that does not replay: the stage answers differently each time
+        raise AssertionError(f"{DETERMINISM} violated: the same input passed on one run and failed on "
+                             f"another; does the stage use global random state? ({exc})") from exc
 
 
 def _call(what: str, fn: Callable[..., Any], *args: Any, allow: tuple[type[Exception], ...] = ()) -> Any:

@@ -51,10 +51,21 @@ def baseline(selector: str) -> Callable[[], PipelineConfig]:
     return factory
 
 
+def hieravid_preset(nominal: int) -> Callable[[], PipelineConfig]:
+    """A zero-argument factory for ``hieravid-<nominal>``."""
+
+    def factory() -> PipelineConfig:
+        return hieravid(nominal)
+
+    factory.__doc__ = (f"HieraVid at {nominal}% (paper fractions, {HIERAVID_LAYER_AVERAGE[nominal]:.1%} "
+                       "layer-averaged): segment, frame and layer-level pruning.")
+    return factory
+
+
 PRESETS: dict[str, Callable[[], PipelineConfig]] = {
-    "hieravid-30": lambda: hieravid(30),
-    "hieravid-20": lambda: hieravid(20),
-    "hieravid-10": lambda: hieravid(10),
+    "hieravid-30": hieravid_preset(30),
+    "hieravid-20": hieravid_preset(20),
+    "hieravid-10": hieravid_preset(10),
     "uniform": baseline("uniform"),
     "random": baseline("random"),
 }

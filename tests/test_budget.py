@@ -13,11 +13,11 @@ import pytest
 import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from prunekit.strategies.generic.schedulers import FixedScheduler, ProgressiveScheduler
 
 from prunekit import Budget, BudgetError, Pipeline, Stage, VideoLayout, flops, flops_ratio, presets
 from prunekit.budget import fit_stage_counts, realized_retention, visual_tokens_per_layer
 from prunekit.ops.apportion import apportion
+from prunekit.strategies.generic.schedulers import FixedScheduler, ProgressiveScheduler
 from prunekit.testing import assert_schedule, budgets
 
 # -- Budget -------------------------------------------------------------------------------------

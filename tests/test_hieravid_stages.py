@@ -6,13 +6,13 @@ import itertools
 
 import pytest
 import torch
+
+from prunekit import Segments, VideoLayout
+from prunekit.ops.dpp import conditional_kernel, greedy_map
 from prunekit.strategies.hieravid.allocator import MVOffsetAllocator, mv_scores
 from prunekit.strategies.hieravid.merger import SamePositionMerger
 from prunekit.strategies.hieravid.segmenter import SimilaritySegmenter, frame_scores
 from prunekit.strategies.hieravid.selector import ConditionalDPPSelector, relevance_spread
-
-from prunekit import Segments, VideoLayout
-from prunekit.ops.dpp import conditional_kernel, greedy_map
 from prunekit.types import SelectionContext
 
 E1, E2, E3 = torch.eye(3)

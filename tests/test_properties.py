@@ -15,13 +15,13 @@ import pytest
 import torch
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
-from prunekit.strategies.hieravid.merger import SamePositionMerger
-from prunekit.strategies.hieravid.selector import ConditionalDPPSelector
 
 from prunekit import Budget, Pipeline, PipelineConfig, VideoLayout, presets
 from prunekit.ops.dpp import conditional_kernel, greedy_map
 from prunekit.pipeline import Simulation
 from prunekit.plugins import get_registry
+from prunekit.strategies.hieravid.merger import SamePositionMerger
+from prunekit.strategies.hieravid.selector import ConditionalDPPSelector
 from prunekit.testing import (
     assert_counts,
     assert_kept_ids,

@@ -64,6 +64,7 @@ class EfficiencyConfig:
     out: str | None = None
     progress: bool = True
     torch_profile: int = 0
+    torch_profile_only: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -161,16 +162,18 @@ class Probes:
         self.cuda = cuda
         self.vision = ModuleProbe(vision, cuda) if vision is not None else None
         self.lm = ModuleProbe(inner.language_model, cuda)
+        self.forward = ModuleProbe(model, cuda)
+
+    def _all(self) -> list[ModuleProbe]:
+        return [p for p in (self.vision, self.lm, self.forward) if p is not None]
 
     def reset(self) -> None:
-        if self.vision is not None:
-            self.vision.reset()
-        self.lm.reset()
+        for p in self._all():
+            p.reset()
 
     def remove(self) -> None:
-        if self.vision is not None:
-            self.vision.remove()
-        self.lm.remove()
+        for p in self._all():
+            p.remove()
 
 
 def generate_once(model: torch.nn.Module, inputs: dict, new_tokens: int, probes: Probes) -> dict[str, float]:
@@ -191,6 +194,7 @@ def generate_once(model: torch.nn.Module, inputs: dict, new_tokens: int, probes:
         "wall_ms": wall,
         "vision_ms": sum(c.ms() for c in probes.vision.calls) if probes.vision is not None else float("nan"),
         "llm_prefill_ms": calls[0].ms() if calls else float("nan"),
+        "forward_ms": probes.forward.calls[0].ms() if probes.forward.calls else float("nan"),
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
     }
     if new_tokens > 1 and len(calls) >= 2:
@@ -244,7 +248,6 @@ def run_shape(cfg: EfficiencyConfig, shape: ModelShape, device: torch.device, lo
     """Benchmark every strategy on one model shape; returns the shape's record."""
     import prunekit
 
-    from . import dppcheck
 
     cuda = device.type == "cuda"
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -283,52 +286,21 @@ def run_shape(cfg: EfficiencyConfig, shape: ModelShape, device: torch.device, lo
             handle = prunekit.apply(model, spec.preset, budget=spec.budget)
         entry: dict[str, Any] = {"name": spec.label, "preset": spec.preset, "budget": spec.budget}
         try:
-            for _ in range(cfg.warmup):
-                generate_once(model, inputs, cfg.new_tokens, probes)
-                bar.update()
-            first = []
-            for _ in range(cfg.repeats):
-                first.append(generate_once(model, inputs, 1, probes))
-                bar.update()
-            full = []
-            for _ in range(decode_repeats):
-                full.append(generate_once(model, inputs, cfg.new_tokens, probes))
-                bar.update()
-            stats = handle.stats() if handle is not None else None
-            entry["metrics"] = {
-                "ttft_ms": _summary([r["wall_ms"] for r in first]),
-                "vision_ms": _summary([r["vision_ms"] for r in first]),
-                "llm_prefill_ms": _summary([r["llm_prefill_ms"] for r in first]),
-                "decode_tokens_per_s": _summary([r.get("decode_tokens_per_s") for r in full]),
-                "decode_ms": _summary([r.get("decode_ms") for r in full]),
-                "generate_ms": _summary([r["wall_ms"] for r in full]),
-                "peak_gib": max((r["peak_gib"] for r in first + full), default=float("nan")),
-            }
-            entry["flops"] = analytic_flops(stats, seq_len, text_cfg.num_hidden_layers, text_cfg.hidden_size,
-                                            text_cfg.intermediate_size)
-            if handle is not None:
-                entry["pipeline_fingerprint"] = handle.pipeline.config.fingerprint()
-                entry["stats"] = stats.to_dict() if stats is not None else None
-                entry["overhead"] = profile_overhead(model, inputs, handle, probes, cfg.profile_repeats, cuda, bar)
-                if cfg.dpp_check and cuda and hasattr(handle.pipeline.selector, "select_segments") and \
-                        type(handle.pipeline.selector).__name__ == "ConditionalDPPSelector":
-                    with dppcheck.capture_selector_calls(handle) as calls:
-                        generate_once(model, inputs, 1, probes)
-                    entry["dpp_check"] = dppcheck.compare_captured(handle, calls)
-                    ok = all(c["all_identical"] for c in entry["dpp_check"])
-                    log(f"[dpp-check] {shape.key} {spec.label}: fast path vs torch path on the run's own "
-                        f"{len(calls)} selector calls: {'IDENTICAL' if ok else 'DIFFERENT'} "
-                        f"{[(c['segments'], c['identical_segments']) for c in entry['dpp_check']]}")
-            else:
-                bar.update(cfg.profile_repeats)
-            if cfg.torch_profile:
-                entry["torch_profile"] = torch_profile(model, inputs, cfg.torch_profile, cuda)
+            measure_strategy(cfg, model, inputs, handle, probes, entry, spec, record, bar, cuda, log)
+        except Exception as exc:  # noqa: BLE001 - keep the other strategies' results
+            import traceback
+
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            log(f"{shape.key} {spec.label}: FAILED: {entry['error']}\n{traceback.format_exc()}")
         finally:
             if handle is not None:
                 handle.remove()
+        if "metrics" not in entry:
+            continue
         record["strategies"].append(entry)
         m = entry["metrics"]
-        log(f"{shape.key} {spec.label:>14}: TTFT {m['ttft_ms']['median']:.1f} ms, LLM prefill "
+        log(f"{shape.key} {spec.label:>14}: TTFT {m['ttft_ms']['median']:.1f} ms (forward "
+            f"{m['prefill_forward_ms']['median']:.1f}), LLM prefill "
             f"{m['llm_prefill_ms']['median']:.1f} ms, vision {m['vision_ms']['median']:.1f} ms, decode "
             f"{(m['decode_tokens_per_s']['median'] or float('nan')):.1f} tok/s, peak {m['peak_gib']:.2f} GiB"
             + (f", overhead {entry['overhead']['total_ms']:.2f} ms" if "overhead" in entry else ""))
@@ -340,6 +312,59 @@ def run_shape(cfg: EfficiencyConfig, shape: ModelShape, device: torch.device, lo
     if cuda:
         torch.cuda.empty_cache()
     return record
+
+
+def measure_strategy(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: dict, handle: Any, probes: Probes,
+                     entry: dict[str, Any], spec: StrategySpec, record: dict[str, Any], bar: Any, cuda: bool,
+                     log: Any) -> None:
+    """Fill ``entry`` with the measurements of one strategy (``handle`` None: the unpruned model)."""
+    from . import dppcheck
+
+    text_cfg = model.config.get_text_config()
+    seq_len = record["sequence_length"]
+    decode_repeats = record["decode_repeats"]
+    shape_key = record["model_shape"]
+    for _ in range(cfg.warmup):
+        generate_once(model, inputs, cfg.new_tokens, probes)
+        bar.update()
+    first = []
+    for _ in range(cfg.repeats):
+        first.append(generate_once(model, inputs, 1, probes))
+        bar.update()
+    full = []
+    for _ in range(decode_repeats):
+        full.append(generate_once(model, inputs, cfg.new_tokens, probes))
+        bar.update()
+    stats = handle.stats() if handle is not None else None
+    entry["metrics"] = {
+        "ttft_ms": _summary([r["wall_ms"] for r in first]),
+        "vision_ms": _summary([r["vision_ms"] for r in first]),
+        "llm_prefill_ms": _summary([r["llm_prefill_ms"] for r in first]),
+        "prefill_forward_ms": _summary([r["forward_ms"] for r in first]),
+        "decode_tokens_per_s": _summary([r.get("decode_tokens_per_s") for r in full]),
+        "decode_ms": _summary([r.get("decode_ms") for r in full]),
+        "generate_ms": _summary([r["wall_ms"] for r in full]),
+        "peak_gib": max((r["peak_gib"] for r in first + full), default=float("nan")),
+    }
+    entry["flops"] = analytic_flops(stats, seq_len, text_cfg.num_hidden_layers, text_cfg.hidden_size,
+                                    text_cfg.intermediate_size)
+    if handle is not None:
+        entry["pipeline_fingerprint"] = handle.pipeline.config.fingerprint()
+        entry["stats"] = stats.to_dict() if stats is not None else None
+        entry["overhead"] = profile_overhead(model, inputs, handle, probes, cfg.profile_repeats, cuda, bar)
+        if cfg.dpp_check and cuda and hasattr(handle.pipeline.selector, "select_segments") and \
+                type(handle.pipeline.selector).__name__ == "ConditionalDPPSelector":
+            with dppcheck.capture_selector_calls(handle) as calls:
+                generate_once(model, inputs, 1, probes)
+            entry["dpp_check"] = dppcheck.compare_captured(handle, calls)
+            ok = all(c["all_identical"] for c in entry["dpp_check"])
+            log(f"[dpp-check] {shape_key} {spec.label}: fast path vs torch path on the run's own "
+                f"{len(calls)} selector calls: {'IDENTICAL' if ok else 'DIFFERENT'} "
+                f"{[(c['segments'], c['identical_segments']) for c in entry['dpp_check']]}")
+    else:
+        bar.update(cfg.profile_repeats)
+    if cfg.torch_profile and (not cfg.torch_profile_only or spec.label in cfg.torch_profile_only):
+        entry["torch_profile"] = torch_profile(model, inputs, cfg.torch_profile, cuda)
 
 
 def profile_overhead(model: torch.nn.Module, inputs: dict, handle: Any, probes: Probes, repeats: int, cuda: bool,
@@ -424,7 +449,7 @@ def run_dpp_section(device: torch.device, log: Any, stage_sizes: list[tuple[int,
         log(f"   {r['stage']:>11} S={r['segments']:>2} P={r['programs']:>3} W={r['width']:>4}: "
             f"{r['identical_segments']}/{r['of']} identical, worst gap {r['worst_relative_gap']:.2e}, "
             f"timeouts {r['barrier_timeouts']}")
-    out["timings"] = dppcheck.dpp_timings(device, stage_sizes, segs, programs=[None, 1, 4, 16, 64])
+    out["timings"] = dppcheck.dpp_timings(device, stage_sizes, segs, programs=[None, 1, 8, 16, 32, 64])
     for r in out["timings"]:
         log("   " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
     return out
@@ -528,6 +553,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--torch-profile", type=int, default=0, metavar="TOKENS",
                         help="also record a torch.profiler summary of one generate(TOKENS) per strategy")
+    parser.add_argument("--torch-profile-only", default="", help="comma-separated strategies to profile "
+                        "with --torch-profile (default: all)")
 
 
 def config_from_args(args: argparse.Namespace) -> EfficiencyConfig:
@@ -539,7 +566,7 @@ def config_from_args(args: argparse.Namespace) -> EfficiencyConfig:
         profile_repeats=args.profile_repeats, warmup=args.warmup, new_tokens=args.new_tokens, batch=args.batch,
         scene_frames=args.scene_frames, device=args.device, dpp_check=not args.no_dpp_check,
         dpp_bench=not args.no_dpp_bench, seed=args.seed, out=args.out, progress=not args.no_progress,
-        torch_profile=args.torch_profile)
+        torch_profile=args.torch_profile, torch_profile_only=split(args.torch_profile_only))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

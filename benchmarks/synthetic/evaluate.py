@@ -1,8 +1,9 @@
 """Score a video LLM on synthetic-suite items: accuracy per question type.
 
-Multiple choice is scored by the logits of the option letters at the answer position (one forward
-pass, which runs through any hooks ``prunekit.apply`` installed); open-ended questions by greedy
-``generate`` and exact match of the first word. ``keep=`` drops visual tokens by hand before the
+Multiple choice is scored by the logits of the options' words at the answer position (every option of
+the suite is one token, so this is the options' log-likelihood; one forward pass, which runs through
+any hooks ``prunekit.apply`` installed); open-ended questions by greedy ``generate`` and exact match
+of the first word. ``keep=`` drops visual tokens by hand before the
 language model (original positions kept), for checks that do not use the prunekit runtime.
 
     python -m benchmarks.synthetic.evaluate [--split test] [--model-dir DIR] [--drop random --retain 0.1]
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from benchmarks.synthetic.generator import NUM_FRAMES, OPEN_TYPES, QUESTION_TYPES, Item
+from benchmarks.synthetic.generator import NUM_FRAMES, QUESTION_TYPES, Item
 from prunekit import video
 from prunekit.tiny import OPTION_LETTERS, build_prompt
 
@@ -43,12 +44,11 @@ def evaluate(model, processor, items: Sequence[Item], *, frames: Callable[[Item]
     """Accuracy of ``model`` on ``items`` (per type and overall) and one prediction record per item.
 
     ``frames(item)`` gives the clip (default: decode ``item.video`` with ``prunekit.video.load``).
-    Each multiple-choice record holds ``letter_logprobs`` (log-softmax over the options' letters), the
-    answer distribution that fidelity measures (agreement, KL) compare.
+    Each multiple-choice record holds ``option_logprobs`` (log-softmax over the options' words, in option
+    order), the answer distribution that fidelity measures (agreement, KL) compare.
     """
     frames = frames or (lambda it: video.load(it.video, NUM_FRAMES))
     tok = processor.tokenizer
-    letter_ids = tok.convert_tokens_to_ids(list(OPTION_LETTERS))
     device = next(model.parameters()).device
     rng = np.random.default_rng(seed)
     preds = []
@@ -64,14 +64,22 @@ def evaluate(model, processor, items: Sequence[Item], *, frames: Callable[[Item]
         with torch.no_grad():
             if item.options is not None:
                 logits = _last_logits(model, inputs, keep, rng)
-                scores = torch.log_softmax(logits[letter_ids[: len(item.options)]].float(), -1)
+                scores = torch.log_softmax(logits[option_ids(tok, item.options)].float(), -1)
                 record["prediction"] = OPTION_LETTERS[int(scores.argmax())]
-                record["letter_logprobs"] = [round(float(s), 5) for s in scores]
+                record["option_logprobs"] = [round(float(s), 5) for s in scores]
             else:
                 record["prediction"] = _open_answer(model, tok, inputs, keep, rng)
         record["correct"] = record["prediction"].lower() == item.answer.lower()
         preds.append(record)
     return _summarise(preds)
+
+
+def option_ids(tok, options: Sequence[str]) -> list[int]:
+    """The token id of each option's word (the suite's options are single known words)."""
+    ids = [tok(o, add_special_tokens=False)["input_ids"] for o in options]
+    if any(len(i) != 1 or i[0] == tok.unk_token_id for i in ids):
+        raise ValueError(f"every option must be one known token for word scoring, got {options} -> {ids}")
+    return [i[0] for i in ids]
 
 
 def _summarise(preds: list[dict]) -> EvalResult:

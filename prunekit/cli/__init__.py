@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -58,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args) or 0)
     except PrunekitError as exc:
         return _error(str(exc))
+    except BrokenPipeError:  # e.g. `prunekit schema | head`: the reader left, nothing to report
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+        return 0
     except OSError as exc:  # e.g. a config file that exists but cannot be read
         return _error(str(exc))
     except Exception as exc:  # pydantic and YAML errors that escaped the config helpers

@@ -84,39 +84,37 @@ def greedy_map_torch(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tens
 
 def _greedy_map_triton(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,
                        fill_score: torch.Tensor | None, eps: float) -> list[torch.Tensor] | None:
-    """The Triton path: one kernel launch, a vectorised fill, one device-to-host copy; None on failure."""
-    keep = torch.as_tensor(keep, device=kernel.device)
-    valid = valid.to(kernel.device)
+    """The Triton path: one kernel launch, then one synchronising copy of the picks to the host.
+
+    The fill (rows the greedy left short) runs on the host and copies a row's scores only when
+    that row needs it (rare: a numerically exhausted kernel). Returns None when the fast path failed.
+    """
     try:
-        chosen, err = dpp_triton.greedy_map_triton(kernel, keep, valid, eps)
+        chosen, count, err = dpp_triton.greedy_map_triton(kernel, torch.as_tensor(keep, device=kernel.device),
+                                                          valid.to(kernel.device), eps)
     except Exception as exc:  # noqa: BLE001 - a compiler/driver problem must not break pruning
         dpp_triton.disable(f"{type(exc).__name__}: {exc}")
         return None
-    if fill_score is None:
-        fill_score = torch.diagonal(kernel, dim1=-2, dim2=-1)
-    final = _fill_mask(chosen, keep, valid, fill_score.to(kernel.device))
-    final, err = final.cpu(), int(err.item())  # the single synchronisation of the call
+    chosen = chosen.cpu()  # the one synchronisation of the call (waits for the kernel)
+    count, err = count.cpu(), int(err.cpu())
     if err:
         warnings.warn("prunekit: the Triton DPP kernel could not synchronise its programs (is another kernel "
                       "occupying the GPU?); this call falls back to the torch loop.", RuntimeWarning, stacklevel=3)
         return None
-    return [torch.nonzero(row).flatten() for row in final]
-
-
-def _fill_mask(chosen: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,
-               fill_score: torch.Tensor) -> torch.Tensor:
-    """`_fill_to_count` for all rows at once, on the device: ``[B, n]`` mask of the kept items."""
-    bsz, n = valid.shape
-    picked = torch.zeros(bsz, n + 1, dtype=torch.bool, device=valid.device)
-    picked.scatter_(1, torch.where(chosen >= 0, chosen, n)[:, :n], True)
-    picked = picked[:, :n]
-    missing = (keep.to(valid.device).long() - picked.sum(1)).clamp_min(0)  # [B]
-    score = fill_score.float().nan_to_num(nan=float("-inf")).masked_fill(~valid.bool() | picked, float("-inf"))
-    # stable ranking: highest score first, lowest index on ties
-    order = torch.argsort(-score, dim=1, stable=True)
-    take = torch.arange(n, device=valid.device)[None, :] < missing[:, None]
-    extra = torch.zeros_like(picked).scatter_(1, order, take)
-    return picked | extra
+    keep = torch.as_tensor(keep).cpu()
+    out = []
+    for b in range(chosen.shape[0]):
+        picked = chosen[b, : int(count[b])].long()
+        missing = int(keep[b]) - picked.numel()
+        if missing > 0:
+            scores = torch.diagonal(kernel[b]) if fill_score is None else fill_score[b]
+            score = scores.float().cpu().nan_to_num(nan=float("-inf"))
+            score[~valid[b].cpu()] = float("-inf")
+            score[picked] = float("-inf")
+            # stable ranking: highest score first, lowest index on ties (as `_fill_to_count`)
+            picked = torch.cat([picked, torch.argsort(-score, stable=True)[:missing]])
+        out.append(torch.sort(picked).values)
+    return out
 
 
 def _fill_to_count(chosen: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,

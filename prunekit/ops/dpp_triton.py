@@ -45,8 +45,8 @@ except Exception:  # noqa: BLE001 - any import problem means "no fast path"
     tl = None
     HAS_TRITON = False
 
-__all__ = ["HAS_TRITON", "available", "disable", "greedy_map_triton", "plan_launch", "LaunchPlan",
-           "check_greedy_trace"]
+__all__ = ["HAS_TRITON", "available", "disable", "greedy_map_triton", "picks_as_padded", "plan_launch",
+           "LaunchPlan", "check_greedy_trace"]
 
 MAX_SPIN = 1 << 22  # barrier polls before a group gives up (about a second); see module docstring
 
@@ -83,7 +83,7 @@ if HAS_TRITON:
 
     @triton.jit
     def _greedy_dpp_kernel(
-        kernel_ptr, valid_ptr, keep_ptr, chol_ptr, out_ptr, part_val_ptr, part_idx_ptr, bar_ptr, err_ptr,
+        kernel_ptr, valid_ptr, keep_ptr, chol_ptr, out_ptr, count_ptr, part_val_ptr, part_idx_ptr, bar_ptr, err_ptr,
         n, eps,
         stride_kb, stride_kr, stride_vb, stride_cb, stride_cc, stride_ob,
         P: tl.constexpr, W: tl.constexpr, BLOCK_T: tl.constexpr, PB: tl.constexpr, MAX_POLLS: tl.constexpr,
@@ -154,8 +154,10 @@ if HAS_TRITON:
             d2 = d2 - e * e
             d2 = tl.where(cols == j, float("-inf"), d2)
             tl.debug_barrier()  # my stores of this step before anyone's loads of the next
-            step += 1
+            step += tl.where(ok, 1, 0)
             go = ok & (step < keep_b) & synced
+        if p == 0:
+            tl.store(count_ptr + b, step)
 
 
 @dataclass(frozen=True)
@@ -171,34 +173,30 @@ class LaunchPlan:
 def plan_launch(batch: int, n: int, device: torch.device, programs: int | None = None) -> LaunchPlan:
     """Choose programs per row ``P`` and columns per program ``W``.
 
-    Per greedy step a program reads ``step * W`` floats of the factor, and a group of ``P > 1``
-    pays one barrier (a few microseconds). Small rows run one program each (no barrier); large
-    rows are split so each program's slice stays near 32 columns, as long as the whole grid fits
-    the multiprocessors at once (co-residency is required by the barrier).
+    Per greedy step a program reads ``step * W`` floats of the factor in chunks of ``BLOCK_T`` steps
+    (a dependent chain of L2 round trips), and a group of ``P > 1`` pays one barrier (a few
+    microseconds). Measured on an H100 (see docs/benchmarks-efficiency.md): slices of about 32
+    columns are fastest from about 64 items per row on, as long as the whole grid fits the
+    multiprocessors at once (the barrier needs co-residency); more than 64 programs per row only
+    adds barrier contention.
     """
     if programs is None:
-        sms = _multiprocessors(device)
-        if n <= 384:
+        if device.type != "cuda":  # Triton's interpreter runs programs one after another: no barriers
             programs = 1
         else:
-            programs = max(1, min(sms // max(batch, 1), math.ceil(n / 32)))
+            sms = torch.cuda.get_device_properties(device).multi_processor_count
+            programs = max(1, min(sms // max(batch, 1), math.ceil(n / 32), 64))
     programs = max(1, int(programs))
     width = max(16, triton.next_power_of_2(math.ceil(n / programs)) if HAS_TRITON else 16)
     programs = math.ceil(n / width)
-    block_t = max(8, min(64, 4096 // width))
-    num_warps = 8 if width >= 1024 else 4
+    block_t = max(8, min(256, 8192 // width))
+    num_warps = 8 if width * block_t >= 8192 else 4
     return LaunchPlan(programs, width, block_t, num_warps)
 
 
-def _multiprocessors(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 1 << 30  # interpreter: programs run one after another, never co-resident; see tests
-
-
 def greedy_map_triton(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor, eps: float = 1e-6,
-                      programs: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Greedy DPP MAP steps for every batch row in one launch (no fill).
+                      programs: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Greedy DPP MAP steps for every batch row in one launch (no fill), without host synchronisation.
 
     Args:
         kernel: ``[B, n, n]`` float32 kernels.
@@ -208,8 +206,9 @@ def greedy_map_triton(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Ten
         programs: force the programs per row (default: `plan_launch`).
 
     Returns:
-        ``chosen [B, n]`` int64 (greedy picks in order, ``-1`` after a row stopped) and a one-element
-        int32 error counter (non-zero: a barrier timed out; the picks are then incomplete).
+        ``chosen [B, n]`` int32 (greedy picks in order; entries from ``count[b]`` on are undefined),
+        ``count [B]`` int32 (picks per row) and a one-element int32 error counter (non-zero: a barrier
+        timed out and the picks are incomplete).
     """
     if not HAS_TRITON:
         raise RuntimeError("Triton is not importable; use prunekit.ops.dpp.greedy_map (torch path).")
@@ -221,22 +220,28 @@ def greedy_map_triton(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Ten
     plan = plan_launch(bsz, n, device, programs)
     chol_cols = 32 * math.ceil(max(n, 1) / 32)  # steps <= n; rows 128-byte aligned
     chol = torch.empty(bsz, plan.programs * plan.width, chol_cols, device=device, dtype=torch.float32)
-    out = torch.full((bsz, max(n, 1)), -1, device=device, dtype=torch.int32)
+    out = torch.empty(bsz, max(n, 1), device=device, dtype=torch.int32)
     pb = triton.next_power_of_2(plan.programs)
     part_val = torch.empty(bsz * 2 * pb, device=device, dtype=torch.float32)
     part_idx = torch.empty(bsz * 2 * pb, device=device, dtype=torch.int32)
-    bar = torch.zeros(max(bsz, 1), device=device, dtype=torch.int32)
-    err = torch.zeros(1, device=device, dtype=torch.int32)
+    ints = torch.zeros(2 * bsz + 1, device=device, dtype=torch.int32)  # barrier counters, counts, error flag
+    bar, count, err = ints[:bsz], ints[bsz:2 * bsz], ints[2 * bsz:]
     if bsz and n:
         _greedy_dpp_kernel[(bsz * plan.programs,)](
-            kernel, valid, keep, chol, out, part_val, part_idx, bar, err,
+            kernel, valid, keep, chol, out, count, part_val, part_idx, bar, err,
             n, float(eps),
             kernel.stride(0), kernel.stride(1), valid.stride(0), chol.stride(0), chol.stride(1), out.stride(0),
             P=plan.programs, W=plan.width, BLOCK_T=plan.block_t, PB=pb,
             MAX_POLLS=MAX_SPIN if not _interpreting() else 64,
             num_warps=plan.num_warps,
         )
-    return out.long(), err
+    return out, count, err
+
+
+def picks_as_padded(chosen: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """``chosen`` with entries from ``count[b]`` on set to -1 (the torch path's convention), int64."""
+    steps = torch.arange(chosen.shape[1], device=chosen.device)[None, :]
+    return torch.where(steps < count[:, None].to(chosen.device), chosen.long(), -1)
 
 
 def check_greedy_trace(kernel: torch.Tensor, chosen: torch.Tensor, valid: torch.Tensor,

@@ -14,12 +14,19 @@ class SampleStats:
     """One sample: visual/text token counts, kept tokens per stage, retention and FLOPs ratio."""
 
     n_visual: int
+    """Visual tokens N of the sample (layout tokens excluded)."""
     n_text: int
+    """All other tokens of the sample (text, special and layout tokens)."""
     segments: int
-    stages: list[tuple[int, int]]  # (layer, visual tokens kept from that layer on)
+    """Temporal segments found."""
+    stages: list[tuple[int, int]]
+    """``(layer, visual tokens kept from that layer on)`` per stage that ran."""
     input_retention: float
+    """Fraction of visual tokens entering the LLM."""
     layer_average_retention: float
+    """Visual tokens summed over layers / (N * L)."""
     flops_ratio: float
+    """Prefill FLOPs against the unpruned model (FastV's formula, text counted)."""
 
     @classmethod
     def unpruned(cls, n_tokens: int, num_layers: int) -> SampleStats:

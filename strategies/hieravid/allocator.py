@@ -17,8 +17,8 @@ def mv_scores(segment_features: torch.Tensor, k: float) -> torch.Tensor:
     feats = segment_features.float()
     count = feats.shape[0]
     if count < 2:
-        return torch.zeros(count)
-    idx = torch.arange(count, dtype=feats.dtype)[:, None]
+        return torch.zeros(count, device=feats.device)
+    idx = torch.arange(count, dtype=feats.dtype, device=feats.device)[:, None]
     csum = feats.cumsum(0)
     earlier = torch.cat([torch.zeros_like(feats[:1]), csum[:-1]]) / idx.clamp_min(1)
     later = (csum[-1] - csum) / (count - 1 - idx).clamp_min(1)
@@ -50,5 +50,5 @@ class MVOffsetAllocator(BudgetAllocator):
         q = total_keep / max(1, sum(live_sizes))
         mv = mv_scores(segment_features, cfg.k)
         ratios = (q + cfg.scale * mv).clamp(cfg.min_ratio, cfg.max_ratio)
-        weights = [float(r) * s for r, s in zip(ratios, live_sizes)]
+        weights = [r * s for r, s in zip(ratios.tolist(), live_sizes)]  # one host sync, not one per segment
         return apportion(weights, total_keep, [min(1, s) for s in live_sizes], live_sizes)

@@ -68,7 +68,9 @@ class StaticWindowSegmenter(Segmenter):
 
 
 class HoliTomMerger(TokenMerger):
-    """HoliTom's outer-LLM merge (Shao et al., NeurIPS 2025), per segment (window):
+    """HoliTom's outer-LLM merge per segment window (Shao et al., NeurIPS 2025).
+
+    Steps:
 
     1. temporal: positions whose same-position cosine stays above ``tau`` over the whole window
        are static; each static run is averaged into the window's first-frame token;

@@ -104,7 +104,9 @@ def mean_pairwise_similarity(frames: torch.Tensor) -> torch.Tensor:
 
 
 class PruneVidMerger(TokenMerger):
-    """PruneVid's merge before the LLM (Huang et al., ACL 2025), per segment:
+    """PruneVid's merge before the LLM, per segment (Huang et al., ACL 2025).
+
+    Steps:
 
     1. a position is static when its mean pairwise cosine over the segment's frames exceeds
        ``tau``; static tokens are averaged over time into the first frame's token;
