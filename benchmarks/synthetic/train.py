@@ -74,6 +74,7 @@ class TrainConfig:
     pool_capacity: int = 120000  # items held on the device
     pool_min: int = 12288  # items generated before the first step
     chunk: int = 256  # items per worker task
+    refresh_every: int = 4  # once the pool is full, replace one chunk every this many steps
     # architecture
     vision_hidden: int = 128
     vision_layers: int = 4
@@ -226,7 +227,7 @@ class DevicePool:
         return got
 
     def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        idx = torch.randint(self.filled, (batch,), generator=gen).to(self.device)
+        idx = torch.randint(self.filled, (batch,), generator=gen, device=gen.device)  # no host sync
         return {k: v[idx] for k, v in self.data.items()}
 
 
@@ -248,15 +249,15 @@ def pixel_values(frames: torch.Tensor, processor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------- forward
 
 
-def forward(model, processor, batch, drop_mask=None):
+def forward(model, processor, batch, drop_mask=None, length: int | None = None):
     """Hidden states ``[B, 2, D]`` predicting the answer word and the end token, and the visual features.
 
-    The sequences are the prompt plus the answer word (right padded); the visual features ``[B, 257, D]``
-    feed the auxiliary head.
+    The sequences are the prompt plus the answer word (right padded to ``length``, by default the
+    longest in the batch); the visual features ``[B, 257, D]`` feed the auxiliary head.
     """
     cfg = model.config
     n_prompt = batch["n_prompt"].long()
-    length = int(n_prompt.max()) + 1
+    length = int(n_prompt.max()) + 1 if length is None else length
     ids = batch["ids"][:, :length].long()
     positions = torch.arange(length, device=ids.device)[None].expand_as(ids)
     attn = (positions <= n_prompt[:, None]).long()  # right padding
@@ -281,10 +282,10 @@ def drop_mask(batch, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     b = batch["aux"].shape[0]
     has_obj = (batch["aux"][:, 0] > 0).reshape(b, -1)  # [B, 256]
     dev = has_obj.device
-    rate = torch.rand(b, 1, generator=gen).to(dev) * cfg.drop_aug_max
-    use = torch.rand(b, 1, generator=gen).to(dev) < cfg.drop_aug_prob
+    rate = torch.rand(b, 1, generator=gen, device=gen.device).to(dev) * cfg.drop_aug_max
+    use = torch.rand(b, 1, generator=gen, device=gen.device).to(dev) < cfg.drop_aug_prob
     rate = torch.where(use, rate, torch.zeros_like(rate))
-    drop = (torch.rand(b, has_obj.shape[1], generator=gen).to(dev) < rate) & ~has_obj
+    drop = (torch.rand(b, has_obj.shape[1], generator=gen, device=gen.device).to(dev) < rate) & ~has_obj
     keep = torch.cat([~drop, torch.ones(b, 1, dtype=torch.bool, device=dev)], dim=1)  # newline kept
     return keep.long()
 
@@ -323,6 +324,7 @@ def quick_eval(model, processor, data: dict[str, torch.Tensor], batch: int = 150
 def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar: Path | None = None) -> dict:
     t_start = time.time()
     workers = mp.get_context("fork").Pool(procs, initializer=torch.set_num_threads, initargs=(1,))  # before CUDA
+    torch.set_num_threads(2)  # the main process only launches kernels: no OpenMP spinning against the workers
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -346,8 +348,10 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
     log = {"step": [], "loss": [], "lm_loss": [], "aux_loss": [], "eval": []}
+    log["compute_ms_per_step"] = _time_compute(model, processor, pool.sample(cfg.batch_size, gen), device)
+    print(f"compute only (forward + backward, fixed batch): {log['compute_ms_per_step']:.1f} ms/step", flush=True)
     total, step, t_train, last_eval = cfg.steps, 0, time.time(), time.time()
     reserve = 30.0
     while step < total:
@@ -359,15 +363,16 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
             evals = left / cfg.eval_every_s * 3.0  # seconds the periodic evaluations take
             total = min(total, 60 + int((left - evals) / per_step))
             print(f"{per_step * 1000:.1f} ms/step -> {total} steps", flush=True)
-        pool.ingest(1)
-        pool.submit(2 * procs)
+        if pool.filled < pool.capacity or step % cfg.refresh_every == 0:  # each ingest syncs the host
+            pool.ingest(1)
+            pool.submit(2 * procs)
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / total)))
         for g in opt.param_groups:
             g["lr"] = lr
         batch = pool.sample(cfg.batch_size, gen)
         keep = drop_mask(batch, cfg, gen) if cfg.drop_aug_prob > 0 else None
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            last, feats = forward(model, processor, batch, drop_mask=keep)
+            last, feats = forward(model, processor, batch, drop_mask=keep, length=MAX_LEN)  # fixed: no sync
             logits = model.lm_head(last).float()  # [B, 2, V]
             end = torch.full_like(batch["answer"], tok.eos_token_id)
             lm_loss = F.cross_entropy(logits.flatten(0, 1), torch.stack([batch["answer"], end], 1).long().flatten())
@@ -406,6 +411,24 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
     if tar:
         _tar(out, tar)
     return result
+
+
+def _time_compute(model, processor, batch, device, steps: int = 12) -> float:
+    """Milliseconds per forward + backward on one fixed batch (no data, no optimizer): a diagnostic."""
+    def run():
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            last, feats = forward(model, processor, batch, length=MAX_LEN)
+            (model.lm_head(last).float().logsumexp(-1).mean() + feats.float().pow(2).mean()).backward()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.time()
+    for _ in range(steps):
+        run()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    model.zero_grad(set_to_none=True)
+    return (time.time() - t) / steps * 1000
 
 
 def _checkpoint(model, processor, out, log, cfg, step, t_train, n_params, device, pool, tar) -> dict:
@@ -476,7 +499,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--procs", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    p.add_argument("--procs", type=int, default=max(1, min(10, (os.cpu_count() or 2) - 4)))
     p.add_argument("--tar", type=Path, help="also pack the output folder into this .tar (at every checkpoint)")
     for k, v in asdict(TrainConfig()).items():
         p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)

@@ -120,4 +120,5 @@ def _check_attention(model: nn.Module) -> None:
 
 def _check_depth(pipe: Pipeline, adapter: ModelAdapter) -> None:
     """Surface schedule errors (e.g. a stage layer beyond the model's depth) at apply time."""
-    pipe.scheduler.plan(10_000, adapter.num_layers, pipe.budget, min_keep=1)
+    if pipe.budget is None or pipe.budget.retain < 1.0:
+        pipe.scheduler.plan(10_000, adapter.num_layers, pipe.budget, min_keep=1)
