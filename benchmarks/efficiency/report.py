@@ -110,6 +110,12 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _title(what: str, result: dict[str, Any]) -> str:
+    import textwrap
+
+    return what + "\n" + "\n".join(textwrap.wrap(header(result), 110))
+
+
 def plots(result: dict[str, Any], out: Path) -> list[Path]:
     """``speedup_vs_flops.png`` and ``ttft_breakdown.png`` under ``out`` (matplotlib, headless)."""
     try:
@@ -126,17 +132,22 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4.4), squeeze=False)
     for ax, run in zip(axes[0], runs):
         xs = []
-        for e in run["strategies"]:
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, e in enumerate(run["strategies"]):
             r = e.get("ratios", {})
             x = r.get("flops_ratio")
             if x is None:
                 continue
             xs.append(x)
-            for key, marker, label in (("llm_prefill_speedup", "o", "LLM prefill"), ("ttft_speedup", "s", "TTFT")):
+            color = colors[i % len(colors)]
+            for key, marker in (("llm_prefill_speedup", "o"), ("ttft_speedup", "s")):
                 y = r.get(key)
                 if y is None:
                     continue
-                ax.scatter([x], [y], marker=marker, s=40, label=f"{e['name']} ({label})")
+                ax.scatter([x], [y], marker=marker, s=40, color=color,
+                           label=e["name"] if key == "llm_prefill_speedup" else None)
+            y = r.get("llm_prefill_speedup")
+            if y is not None:
                 ax.annotate(e["name"], (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
         if xs:
             import numpy as np
@@ -148,7 +159,7 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
         ax.set_title(f"{run['model_shape']}, {run['frames']} frames", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="upper right")
-    fig.suptitle(f"Speedup vs FLOPs ratio (o: LLM prefill, s: TTFT) — {header(result)}", fontsize=7)
+    fig.suptitle(_title("Speedup vs FLOPs ratio (o: LLM prefill, s: TTFT)", result), fontsize=7)
     fig.tight_layout()
     path = out / "speedup_vs_flops.png"
     fig.savefig(path, dpi=130)
@@ -177,7 +188,7 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
         ax.tick_params(axis="x", rotation=30, labelsize=8)
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"TTFT breakdown — {header(result)}", fontsize=7)
+    fig.suptitle(_title("Time to first token, broken down", result), fontsize=7)
     fig.tight_layout()
     path = out / "ttft_breakdown.png"
     fig.savefig(path, dpi=130)

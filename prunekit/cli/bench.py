@@ -89,7 +89,8 @@ def _add_accuracy(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--frames", type=int, default=None, help="frames per video (default: 16 tiny, 32 otherwise)")
     a.add_argument("--prompt", choices=("auto", "tiny", "chat"), default="auto",
                    help="prompt format (auto: the model's chat template if it has one)")
-    a.add_argument("--max-new-tokens", type=int, default=8, help="generation length for open-ended items")
+    a.add_argument("--max-new-tokens", type=int, default=None,
+                   help="generation length for open-ended items (default: 3 tiny, 8 otherwise)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--device", default="auto", help="auto, cpu or cuda")
     a.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT})")
@@ -103,7 +104,7 @@ def default_command(args: argparse.Namespace) -> int:
     defaults = argparse.Namespace(
         model=None, data="synthetic:test", strategies=",".join(DEFAULT_STRATEGIES),
         budgets=",".join(map(str, DEFAULT_BUDGETS)), mode="layer_average", limit=DEFAULT_ITEMS, batch_size=8,
-        frames=None, prompt="auto", max_new_tokens=8, seed=0, device="auto", out=args.out, no_plot=False,
+        frames=None, prompt="auto", max_new_tokens=None, seed=0, device="auto", out=args.out, no_plot=False,
         no_progress=args.no_progress)
     return accuracy_command(defaults)
 
@@ -119,10 +120,11 @@ def accuracy_command(args: argparse.Namespace) -> int:
     items, dataset_name = _load_items(acc, args.data, args.limit)
     style = acc.scoring.resolve_style(processor, args.prompt)
     frames = args.frames or (_tiny_frames() if style == "tiny" else 32)
+    max_new_tokens = args.max_new_tokens or (3 if style == "tiny" else 8)  # tiny answers: one word, one token
     harness = acc.AccuracyHarness(
         model, processor, items, args.out, model_name=model_name, dataset_name=dataset_name, num_frames=frames,
         mode=args.mode, batch_size=args.batch_size, seed=args.seed, prompt_style=style,
-        max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
+        max_new_tokens=max_new_tokens, progress=not args.no_progress)
     failed: list[str] = []
 
     def on_error(cell, exc: Exception) -> None:  # noqa: ANN001
@@ -146,7 +148,13 @@ def _accuracy_package() -> ModuleType:
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith("prunekit.benchmarks"):
             raise
+    try:
         return importlib.import_module("benchmarks.accuracy")
+    except ModuleNotFoundError as exc:
+        if exc.name != "benchmarks":
+            raise
+        raise PrunekitError("the benchmark harness is not installed: reinstall prunekit, or run from a source "
+                            "checkout's root folder.") from None
 
 
 def _budgets(text: str) -> list[float]:

@@ -12,8 +12,9 @@ def apportion(weights: Sequence[float], total: int, lower: Sequence[int],
               upper: Sequence[int]) -> list[int]:
     """Integer counts ``c_i`` in ``[lower_i, upper_i]`` summing to ``total``, proportional to ``weights``.
 
-    Finds a scale ``s`` with ``sum(clamp(s * w_i)) == total`` (bisection), floors, then hands the
-    remaining units to the largest fractional parts (largest-remainder / Hamilton method).
+    Finds a scale ``s`` with ``sum(clamp(s * w_i)) == total`` (exactly, from the breakpoints of that
+    piecewise-linear function), floors, then hands the remaining units to the largest fractional
+    parts (largest-remainder / Hamilton method).
     """
     n = len(weights)
     if not (len(lower) == len(upper) == n):
@@ -28,19 +29,7 @@ def apportion(weights: Sequence[float], total: int, lower: Sequence[int],
     if sum(w) <= 0 or any(math.isnan(x) for x in w):
         w = [1.0] * n
 
-    def clamped(s: float) -> list[float]:
-        return [min(max(s * wi, lo), hi) for wi, lo, hi in zip(w, lower, upper)]
-
-    lo_s, hi_s = 0.0, 1.0
-    while sum(clamped(hi_s)) < total and hi_s < 1e30:
-        hi_s *= 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo_s + hi_s)
-        if sum(clamped(mid)) < total:
-            lo_s = mid
-        else:
-            hi_s = mid
-    real = clamped(lo_s)
+    real = _water_fill(w, total, lower, upper)
     counts = [max(lo, min(hi, math.floor(x))) for x, lo, hi in zip(real, lower, upper)]
     remainder = total - sum(counts)
     order = sorted(range(n), key=lambda i: (-(real[i] - math.floor(real[i])), i))
@@ -63,3 +52,21 @@ def apportion(weights: Sequence[float], total: int, lower: Sequence[int],
                 counts[i] -= 1
                 remainder += 1
     return counts
+
+
+def _water_fill(w: list[float], total: int, lower: Sequence[int], upper: Sequence[int]) -> list[float]:
+    """Real shares ``clamp(s * w_i, lower_i, upper_i)`` summing to ``total`` (requires feasibility)."""
+
+    def clamped(s: float) -> list[float]:
+        return [min(max(s * wi, lo), hi) for wi, lo, hi in zip(w, lower, upper)]
+
+    breaks = sorted({b / wi for wi, lo, hi in zip(w, lower, upper) if wi > 0 for b in (lo, hi)})
+    prev_s, prev_total = 0.0, float(sum(clamped(0.0)))
+    for s in breaks:
+        value = float(sum(clamped(s)))
+        if value >= total:  # f is linear on [prev_s, s]: interpolate
+            span = value - prev_total
+            t = 0.0 if span <= 0 else (total - prev_total) / span
+            return clamped(prev_s + t * (s - prev_s))
+        prev_s, prev_total = s, value
+    return clamped(prev_s)

@@ -1,0 +1,120 @@
+"""Write the model card (README.md) of a trained tiny video LLM from its training log and evaluations.
+
+    python -m benchmarks.synthetic.card --model-dir DIR --test test.json --val val.json [--pruned p.json ...]
+
+``test.json`` / ``val.json`` are written by ``python -m benchmarks.synthetic.evaluate --json``; each
+``--pruned`` file is such a result for one pruned run, labelled by its file name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks.synthetic.generator import QUESTION_TYPES
+
+
+def _row(label: str, acc: dict) -> str:
+    cells = [f"{100 * acc[t]:.0f}" if t in acc else "-" for t in [*QUESTION_TYPES, "overall"]]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def accuracy_table(rows: dict[str, dict]) -> str:
+    head = "| | " + " | ".join(t.replace("_", " ") for t in QUESTION_TYPES) + " | **overall** |"
+    sep = "|---" * (len(QUESTION_TYPES) + 2) + "|"
+    return "\n".join([head, sep, *(_row(k, v) for k, v in rows.items())])
+
+
+def write_card(model_dir: Path, test: dict, val: dict, pruned: dict[str, dict] | None = None,
+               notes: str = "") -> str:
+    model_dir = Path(model_dir)
+    result = json.loads((model_dir / "training_log.json").read_text())["result"]
+    cfg = result["config"]
+    config = json.loads((model_dir / "config.json").read_text())
+    size_mb = (model_dir / "model.safetensors").stat().st_size / 2**20
+    rows = {"val (270 items)": val["accuracy"], "test (450 items)": test["accuracy"]}
+    pruned_rows = {"unpruned": test["accuracy"], **{k: v["accuracy"] for k, v in (pruned or {}).items()}}
+    text = f"""# prunekit tiny video LLM
+
+A {result['parameters'] / 1e6:.2f}M-parameter `LlavaOnevisionForConditionalGeneration` trained from scratch on
+prunekit's synthetic video-QA suite (`benchmarks/synthetic`). It exists so that tests, `prunekit bench`
+and the docs can show what visual-token pruning does to a *trained* video LLM, offline, on a CPU, in
+seconds. It knows nothing outside the suite.
+
+## Architecture
+- Vision: SigLIP, {cfg['vision_layers']} layers, hidden {cfg['vision_hidden']}, {cfg['vision_heads']} heads, MLP {cfg['vision_mlp']};
+  64x64 frames, 8x8 patches -> 8x8 = 64 patches per frame.
+- Projector: LLaVA-OV MLP (GELU), then LLaVA-OV bilinear 2x2 pooling -> **16 tokens per frame** (4x4).
+- Video layout: 16 frames -> 16 x 16 = 256 visual tokens + 1 newline = **257 `<video>` tokens**.
+- Language model: Qwen2, {cfg['text_layers']} layers, hidden {cfg['text_hidden']}, {cfg['text_heads']} heads
+  ({cfg['text_kv_heads']} KV heads), MLP {cfg['text_mlp']}, RoPE theta 1e4, vocabulary {config['text_config']['vocab_size']}.
+- Tokenizer: `tokenizers` WordLevel (the suite's words) in `PreTrainedTokenizerFast`; processor
+  `LlavaOnevisionProcessor` (resize to 64x64, rescale, normalise with mean = std = 0.5).
+- Weights: fp32 safetensors, {size_mb:.1f} MB. Everything loads with `from_pretrained(dir)`, offline.
+
+## Use
+```python
+from prunekit.tiny import load_tiny, build_prompt
+from prunekit import video
+model, processor = load_tiny()
+frames = video.load("clip.mp4", 16)
+inputs = processor(text=build_prompt(question, options), videos=frames, return_tensors="pt")
+```
+The prompt is LLaVA-OV/lmms-eval style (`<|im_start|>user\\n<video>\\nQUESTION\\nA. ...\\nD. ...\\n...`).
+The model answers with **one word**: the chosen option's word for multiple choice, a free word for
+open-ended questions. `benchmarks/synthetic/evaluate.py` scores multiple choice by the logits of the
+four option words (each is one token, so this is their log-likelihood) and open-ended questions by
+greedy generation.
+
+## Training
+- Data: clips generated on the fly (`benchmarks/synthetic/generator.py`, split `train`, seed space
+  disjoint from `val`/`test`), {result['items_generated']:,} generated, {result['samples_seen']:,} samples seen
+  (a device-resident ring buffer of {cfg['pool_capacity']:,} items, refreshed during training).
+- Loss: cross-entropy on the answer word and the end token, plus {cfg['aux_weight']} x an auxiliary per-token
+  loss (a linear head, not saved, classifies each visual token's object colour, shape, size class and
+  background colour from the generator's labels). In {100 * cfg['drop_aug_prob']:.0f}% of samples up to
+  {100 * cfg['drop_aug_max']:.0f}% of the object-free visual tokens are masked out (positions kept).
+- Optimiser: AdamW (0.9, 0.98), lr {cfg['lr']}, warmup {cfg['warmup']}, cosine to 5%, weight decay
+  {cfg['weight_decay']}, batch {cfg['batch_size']}, bf16 autocast, seed {cfg['seed']}, {cfg['steps']} steps.
+- Hardware: {result['device']}, {result['train_seconds']:.0f} s; torch {result['torch']}, transformers {result['transformers']}.
+- Final training loss {result['final_loss']:.3f} (answer {result['final_lm_loss']:.3f}, auxiliary
+  {result['final_aux_loss']:.3f}). Curve: `loss.png`; log: `training_log.json`, `train.log`.
+- Reproduce: `python -m benchmarks.synthetic.train --out DIR --deadline 515` on one GPU.
+
+## Accuracy (%), clips decoded from mp4 through `prunekit.video.load`
+Chance is 25% for multiple choice; open-ended answers are exact-match words.
+
+{accuracy_table(rows)}
+
+## Pruning sensitivity (test split, 10% of visual tokens kept before the LLM)
+
+{accuracy_table(pruned_rows)}
+
+## Limits
+{notes}
+- Synthetic world only: 8 object colours, 4 shapes, 8 background colours, 64x64 frames, 16 frames.
+- Single-token answers; the vocabulary holds only the suite's words (anything else is `[UNK]`).
+- Results are for transformers {result['transformers']} (LLaVA-OV class); other versions may load it but
+  are untested.
+"""
+    (model_dir / "README.md").write_text(text)
+    return text
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description="Write the tiny model's card from its evaluations.")
+    p.add_argument("--model-dir", type=Path, required=True)
+    p.add_argument("--test", type=Path, required=True)
+    p.add_argument("--val", type=Path, required=True)
+    p.add_argument("--pruned", type=Path, nargs="*", default=[])
+    p.add_argument("--notes", type=Path, default=None, help="markdown bullet lines for the Limits section")
+    args = p.parse_args(argv)
+    load = lambda path: json.loads(path.read_text())  # noqa: E731
+    pruned = {path.stem: load(path) for path in args.pruned}
+    notes = args.notes.read_text().strip() if args.notes else ""
+    write_card(args.model_dir, load(args.test), load(args.val), pruned, notes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""lmms-eval bridge: ``--model prunekit`` wraps lmms-eval's own model classes and prunes them.
+
+Offline throughout: tiny random LLaVA-OneVision / Qwen2-VL checkpoints saved to temp folders, generated
+mp4 clips and a local task. Skipped when lmms-eval (the ``lmms`` extra) or decord is not installed.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+pytest.importorskip("lmms_eval", reason="lmms-eval is not installed (pip install 'prunekit[lmms]')")
+pytest.importorskip("decord", reason="lmms-eval's video models need decord")
+
+import prunekit  # noqa: E402
+from prunekit import video  # noqa: E402
+from prunekit.errors import ConfigError  # noqa: E402
+from prunekit.integrations import lmms_eval as bridge  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+_WORDS = ["[UNK]", "A", "B", "C", "D", "what", "color", "is", "the", "video", "red", "green", "blue", "answer"]
+_CHAT = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+         "{{ message['content'] }}{% else %}{% for c in message['content'] %}{% if c['type'] == 'video' %}"
+         "<|vision_start|><|video_pad|><|vision_end|>{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
+         "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+         "{% endif %}")
+_COLORS = {"red": 0, "green": 1, "blue": 2}
+
+
+def _tokenizer(specials: list[str]):
+    import tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab={w: i for i, w in enumerate(_WORDS)},
+                                                          unk_token="[UNK]"))
+    tk.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="<|endoftext|>",
+                                  eos_token="<|im_end|>")
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", *specials]})
+    tok.chat_template = _CHAT
+    return tok
+
+
+def _text_config(tok, **extra) -> dict:
+    return dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                num_key_value_heads=2, max_position_embeddings=4096, bos_token_id=None,
+                eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+                pad_token_id=tok.convert_tokens_to_ids("<|endoftext|>"), **extra)
+
+
+def _save_llava(out: Path) -> Path:
+    """Tiny random LLaVA-OneVision (56 px frames, 4 visual tokens per frame) with an offline processor."""
+    import torch
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+    )
+
+    tok = _tokenizer(["<image>", "<video>"])
+    proc = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(size={"height": 56, "width": 56}, image_grid_pinpoints=[[56, 56]]),
+        video_processor=LlavaOnevisionVideoProcessor(size={"height": 56, "width": 56}), tokenizer=tok,
+        num_image_tokens=16, vision_feature_select_strategy="full", chat_template=_CHAT)
+    config = LlavaOnevisionConfig(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=56, patch_size=14),
+        text_config=dict(model_type="qwen2", tie_word_embeddings=False, **_text_config(tok)),
+        image_token_id=tok.convert_tokens_to_ids("<image>"), video_token_id=tok.convert_tokens_to_ids("<video>"),
+        vision_feature_layer=-1, vision_feature_select_strategy="full", image_grid_pinpoints=[[56, 56]])
+    torch.manual_seed(0)
+    LlavaOnevisionForConditionalGeneration(config).eval().save_pretrained(out)
+    proc.save_pretrained(out)
+    return out
+
+
+def _save_qwen2_vl(out: Path) -> Path:
+    """Tiny random Qwen2-VL (M-RoPE) with an offline processor that keeps 56 px frames small."""
+    import torch
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    tok = _tokenizer(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
+    small = dict(min_pixels=56 * 56, max_pixels=56 * 56 * 4)
+    proc = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**small),
+                            video_processor=Qwen2VLVideoProcessor(**small), tokenizer=tok, chat_template=_CHAT)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
+                                                     "<|vision_end|>")}
+    rope = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]}
+    config = Qwen2VLConfig(
+        text_config=_text_config(tok, rope_parameters=rope),
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    torch.manual_seed(0)
+    Qwen2VLForConditionalGeneration(config).eval().save_pretrained(out)
+    proc.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _save_llava(tmp_path_factory.mktemp("tiny-llava-ov"))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three 8-frame clips of one colour each and a question per clip (JSONL)."""
+    folder = tmp_path_factory.mktemp("smoke-data")
+    rows = []
+    for i, (name, channel) in enumerate(_COLORS.items()):
+        frames = np.zeros((8, 56, 56, 3), np.uint8)
+        frames[..., channel] = 200
+        video.write(folder / f"{name}.mp4", frames, fps=8)
+        rows.append({"video": f"{name}.mp4", "question": "what color is the video", "options": list(_COLORS),
+                     "answer": "ABC"[i]})
+    (folder / "questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def _requests(paths: list[str]):
+    """``generate_until`` requests as lmms-eval builds them for simple models, and the task dict they need."""
+    from lmms_eval.api.instance import Instance
+
+    docs = [{"video": p} for p in paths]
+    context = "what color is the video\nA. red\nB. green\nC. blue\nanswer"
+    requests = [Instance("generate_until", (context, {"max_new_tokens": 2, "until": ["\n"]},
+                                            lambda doc: [doc["video"]], i, "smoke", "test"),
+                         idx=0, metadata={"task": "smoke", "doc_id": i, "repeats": 1, "split": "test"})
+                for i in range(len(docs))]
+    return requests, {"smoke": {"test": docs}}
+
+
+def test_manifest_registers_one_simple_prunekit_model() -> None:
+    (manifest,) = bridge.manifest()
+    assert manifest.model_id == "prunekit"
+    assert manifest.chat_class_path is None
+    module, name = manifest.simple_class_path.rsplit(".", 1)
+    assert getattr(__import__(module, fromlist=[name]), name) is bridge.PrunekitModel
+
+
+def test_lmms_eval_resolves_prunekit_through_the_entry_point() -> None:
+    if not any(ep.name == "prunekit" for ep in entry_points(group="lmms_eval.models")):
+        pytest.skip("prunekit's lmms_eval.models entry point is not installed (reinstall prunekit)")
+    from lmms_eval.models import get_model
+
+    assert get_model("prunekit") is bridge.PrunekitModel
+
+
+def test_pruning_arguments_are_validated_before_loading() -> None:
+    from prunekit.integrations._lmms_eval_model import pipeline_config
+
+    assert pipeline_config(None) is None
+    assert pipeline_config("none") is None
+    config = pipeline_config("hieravid-30", 0.2, "input")
+    assert (config.name, config.budget.retain, config.budget.mode) == ("hieravid-30", 0.2, "input")
+    with pytest.raises(ConfigError, match="prunekit_budget needs prunekit_preset"):
+        pipeline_config(None, 0.3)
+    with pytest.raises(ConfigError, match="base='nope' is not supported"):
+        bridge.PrunekitModel(base="nope", pretrained="unused")
+
+
+def test_llava_hf_wrapper_prunes_every_prefill_and_reports_realized_retention(llava_dir: Path, data_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    from lmms_eval.models.simple.llava_hf import LlavaHf
+
+    stats_path = tmp_path / "stats.json"
+    lm = bridge.PrunekitModel.create_from_arg_string(
+        f"pretrained={llava_dir},base=llava_hf,device=cpu,max_frames_num=4,prunekit_preset=hieravid-30,"
+        f"prunekit_budget=0.3,prunekit_stats={stats_path}", {"batch_size": 1})
+    assert isinstance(lm, LlavaHf) and isinstance(lm, bridge.PrunekitModel)
+    model = lm.model
+    assert prunekit.is_pruned(model)
+    requests, lm.task_dict = _requests([str(data_dir / "red.mp4"), str(data_dir / "blue.mp4")])
+    answers = lm.generate_until(requests)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    lm.clean()
+    assert not prunekit.is_pruned(model)
+    stats = json.loads(stats_path.read_text())
+    n_visual = 4 * 4 + 1  # 4 frames x 2x2 pooled tokens + the newline
+    assert stats["prefills"] == 2 and stats["preset"] == "hieravid-30"
+    assert abs(stats["layer_average_retention"] - 0.3) <= 1 / n_visual
+    assert stats["flops_ratio"] < 1
+
+
+def test_unpruned_baseline_runs_the_same_wrapper_without_hooks(llava_dir: Path, data_dir: Path) -> None:
+    lm = bridge.PrunekitModel.create_from_arg_string(
+        f"pretrained={llava_dir},base=llava_hf,device=cpu,max_frames_num=4,prunekit_preset=none", {"batch_size": 1})
+    assert not prunekit.is_pruned(lm.model)
+    requests, lm.task_dict = _requests([str(data_dir / "green.mp4")])
+    assert len(lm.generate_until(requests)) == 1
+    summary = lm.prunekit_summary()
+    assert summary["preset"] is None and summary["layer_average_retention"] == 1.0
+
+
+def test_qwen2_vl_wrapper_prunes_its_mrope_model(tmp_path: Path, data_dir: Path) -> None:
+    from lmms_eval.models.simple.qwen2_vl import Qwen2_VL
+
+    lm = bridge.PrunekitModel.create_from_arg_string(
+        f"pretrained={_save_qwen2_vl(tmp_path / 'qwen')},base=qwen2_vl,device=cpu,device_map=cpu,max_num_frames=4,"
+        "min_pixels=3136,max_pixels=12544,prunekit_preset=visionzip,prunekit_budget=0.5", {"batch_size": 1})
+    assert isinstance(lm, Qwen2_VL) and prunekit.is_pruned(lm.model)
+    requests, lm.task_dict = _requests([str(data_dir / "red.mp4")])
+    assert len(lm.generate_until(requests)) == 1
+    summary = lm.prunekit_summary()
+    assert summary["prefills"] == 1 and 0.4 <= summary["layer_average_retention"] <= 0.6
+
+
+_TASK_YAML = """\
+task: prunekit_smoke
+dataset_path: json
+dataset_kwargs:
+  data_files: !function utils.DATA_FILES
+test_split: test
+output_type: generate_until
+doc_to_visual: !function utils.doc_to_visual
+doc_to_text: !function utils.doc_to_text
+doc_to_target: answer
+generation_kwargs: {max_new_tokens: 2, temperature: 0, do_sample: false}
+process_results: !function utils.process_results
+metric_list: [{metric: exact_match, aggregation: mean, higher_is_better: true}]
+"""
+
+_TASK_UTILS = '''\
+import os
+
+DATA_FILES = {"test": os.path.join(os.environ["PRUNEKIT_SMOKE_DATA"], "questions.jsonl")}
+
+
+def doc_to_visual(doc):
+    return [os.path.join(os.environ["PRUNEKIT_SMOKE_DATA"], doc["video"])]
+
+
+def doc_to_text(doc):
+    options = "\\n".join(f"{letter}. {text}" for letter, text in zip("ABCD", doc["options"]))
+    return f"{doc['question']}\\n{options}\\nanswer"
+
+
+def process_results(doc, results):
+    return {"exact_match": float(results[0].strip().upper()[:1] == doc["answer"])}
+'''
+
+
+def test_lmms_eval_command_line_runs_a_local_video_task_offline_with_pruning(llava_dir: Path, data_dir: Path,
+                                                                             tmp_path: Path) -> None:
+    """The user's path: ``python -m lmms_eval --model prunekit ...``; checked on its outputs, not its exit code."""
+    if not any(ep.name == "prunekit" for ep in entry_points(group="lmms_eval.models")):
+        pytest.skip("prunekit's lmms_eval.models entry point is not installed (reinstall prunekit)")
+    task = tmp_path / "tasks" / "prunekit_smoke"
+    task.mkdir(parents=True)
+    (task / "prunekit_smoke.yaml").write_text(_TASK_YAML)
+    (task / "utils.py").write_text(textwrap.dedent(_TASK_UTILS))
+    out, stats = tmp_path / "out", tmp_path / "stats.json"
+    env = {**os.environ, "PRUNEKIT_SMOKE_DATA": str(data_dir), "HF_HOME": str(tmp_path / "hf"),
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "lmms_eval", "--model", "prunekit", "--model_args",
+           f"pretrained={llava_dir},base=llava_hf,device=cpu,max_frames_num=4,prunekit_preset=hieravid-30,"
+           f"prunekit_budget=0.3,prunekit_stats={stats}",
+           "--tasks", "prunekit_smoke", "--include_path", str(tmp_path / "tasks"), "--batch_size", "1",
+           "--output_path", str(out), "--log_samples", "--verbosity", "DEBUG"]  # DEBUG: errors give exit code 1
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = glob.glob(str(out / "**" / "*_results.json"), recursive=True)
+    assert results, "lmms-eval wrote no results file:\n" + run.stderr[-3000:]
+    record = json.loads(Path(results[0]).read_text())
+    assert record["n-samples"]["prunekit_smoke"]["effective"] == 3
+    assert "exact_match,none" in record["results"]["prunekit_smoke"]
+    summary = json.loads(stats.read_text())
+    assert summary["prefills"] == 3 and abs(summary["layer_average_retention"] - 0.3) <= 1 / 17

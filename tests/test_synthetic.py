@@ -1,0 +1,169 @@
+"""The synthetic video-QA suite and the bundled tiny video LLM.
+
+The generator is a pure function of (split, index); splits never share a seed or a clip; every
+question has exactly one right answer among its options; clips survive an mp4 round trip; the bundled
+model loads offline and answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+import pytest
+
+from benchmarks.synthetic import (
+    NUM_FRAMES,
+    OPEN_TYPES,
+    QUESTION_TYPES,
+    SPLIT_SEEDS,
+    Item,
+    build_split,
+    item_type,
+    load_split,
+    make_item,
+    vocabulary,
+)
+from benchmarks.synthetic.generator import BACKGROUND_COLORS, DIRECTIONS, NUMBERS, OBJECT_COLORS, SHAPES
+from prunekit.tiny import OPTION_LETTERS, TINY_MODEL_DIR, build_prompt
+
+N_PER_SPLIT = 3 * len(QUESTION_TYPES)
+
+
+def _digest(frames: np.ndarray) -> str:
+    return hashlib.sha1(frames.tobytes()).hexdigest()
+
+
+def test_items_are_a_pure_function_of_split_and_index():
+    for index in range(len(QUESTION_TYPES)):
+        (a, clip_a), (b, clip_b) = make_item("val", index), make_item("val", index)
+        assert a == b and a.meta == b.meta
+        np.testing.assert_array_equal(clip_a.frames, clip_b.frames)
+
+
+def test_splits_have_distinct_seeds_and_share_no_clip():
+    assert len(set(SPLIT_SEEDS.values())) == len(SPLIT_SEEDS)
+    digests = {split: {_digest(make_item(split, i)[1].frames) for i in range(N_PER_SPLIT)} for split in SPLIT_SEEDS}
+    assert all(len(d) == N_PER_SPLIT for d in digests.values())
+    assert not digests["train"] & digests["val"]
+    assert not digests["train"] & digests["test"]
+    assert not digests["val"] & digests["test"]
+
+
+def test_question_types_cycle_so_every_prefix_is_balanced():
+    assert [item_type(i) for i in range(len(QUESTION_TYPES))] == list(QUESTION_TYPES)
+    assert [make_item("test", i)[0].type for i in range(len(QUESTION_TYPES))] == list(QUESTION_TYPES)
+
+
+@pytest.mark.parametrize("qtype", QUESTION_TYPES)
+def test_every_question_has_one_valid_answer(qtype):
+    words = set(vocabulary())
+    for index in range(12):
+        item, clip = make_item("test", index, qtype)
+        assert item.type == qtype
+        assert clip.frames.shape == (NUM_FRAMES, 64, 64, 3) and clip.frames.dtype == np.uint8
+        if qtype in OPEN_TYPES:
+            assert item.options is None and item.answer == item.answer_text
+        else:
+            assert len(item.options) == 4 and len(set(item.options)) == 4
+            assert item.answer in OPTION_LETTERS
+            assert item.options[OPTION_LETTERS.index(item.answer)] == item.answer_text
+        # every answer and option is a single word of the vocabulary (the model answers with one token)
+        for word in [item.answer_text, *(item.options or ())]:
+            assert word in words
+        assert all(w in words for w in item.question.replace("?", " ? ").replace(".", " . ").split())
+
+
+def test_answers_match_what_the_clip_shows():
+    for index in range(40):
+        item, clip = make_item("train", index)
+        meta = item.meta
+        if item.type == "scene_count":
+            assert NUMBERS[meta["scenes"] - 1] == item.answer_text
+            assert len(np.unique(clip.background[:, 0, 0])) == meta["scenes"]
+        elif item.type in ("needle_color", "open_needle_color"):
+            color = item.answer_text
+            assert meta["needle"].startswith(color)
+            assert 1 <= len(meta["needle_frames"]) <= 2
+            # the needle's colour shows in its frames only, as small-object tokens
+            small = clip.obj_size == 1
+            frames_with = sorted(set(np.nonzero(small)[0].tolist()))
+            assert set(frames_with) <= set(meta["needle_frames"])
+        elif item.type in ("motion_direction", "open_motion"):
+            assert item.answer_text == meta["direction"] and item.answer_text in DIRECTIONS
+        elif item.type == "counting":
+            assert NUMBERS[meta["count"] - 1] == item.answer_text
+            color = item.question.split(" a ")[1].split()[0]
+            assert meta["colors"].count(color) == meta["count"]
+        elif item.type == "needle_shape":
+            assert meta["needle"].endswith(item.answer_text) and item.answer_text in SHAPES
+        elif item.type == "event_order":
+            key = "first" if " first " in item.question else "last"
+            assert meta[key].startswith(item.answer_text) and item.answer_text in OBJECT_COLORS
+        elif item.type == "scene_object":
+            bg = item.question.split(" the ")[-1].split()[0]
+            assert bg in BACKGROUND_COLORS
+            assert meta["objects"][meta["scene"]].endswith(item.answer_text)
+
+
+def test_needles_are_small_and_brief():
+    """A needle covers at most 4 of the 256 visual tokens per frame, in 1-2 of the 16 frames."""
+    for index in range(0, 9 * 20, 9):
+        item, clip = make_item("test", index + 2)  # needle_color
+        assert item.type == "needle_color"
+        tokens = int((clip.obj_size == 1).sum())
+        assert 1 <= tokens <= 8
+
+
+def test_prompt_format():
+    prompt = build_prompt("What color is it?", ["red", "blue", "green", "cyan"])
+    assert prompt.startswith("<|im_start|>user\n<video>\nWhat color is it?\nA. red\nB. blue")
+    assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    assert "single word" in build_prompt("Which way?")
+    with pytest.raises(ValueError):
+        build_prompt("q", ["a"] * 5)
+
+
+def test_items_round_trip_through_jsonl_and_mp4(tmp_path):
+    pytest.importorskip("av")
+    items = build_split("val", len(QUESTION_TYPES), tmp_path)
+    loaded = load_split("val", tmp_path)
+    assert [it.id for it in loaded] == [it.id for it in items]
+    from benchmarks.synthetic import load_frames
+
+    for item in loaded:
+        assert Item.from_json(item.to_json()) == item
+        frames = load_frames(item)
+        np.testing.assert_array_equal(frames, make_item("val", item.index)[1].frames)  # lossless
+
+
+def test_bundled_model_is_small_and_complete():
+    files = {p.name for p in TINY_MODEL_DIR.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
+            "generation_config.json", "README.md"} <= files
+    assert sum(p.stat().st_size for p in TINY_MODEL_DIR.iterdir()) < 20 * 2**20
+
+
+def test_bundled_model_loads_offline_and_answers(monkeypatch):
+    pytest.importorskip("torchvision")
+    import torch
+
+    from benchmarks.synthetic.evaluate import evaluate
+    from prunekit.tiny import load_tiny
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    model, processor = load_tiny()
+    item, clip = make_item("test", 2)  # needle_color: the bundled model answers these reliably
+    result = evaluate(model, processor, [item], frames=lambda _: clip.frames)
+    assert time.perf_counter() - start < 10
+    record = result.predictions[0]
+    assert record["prediction"] in OPTION_LETTERS
+    assert np.isclose(np.exp(record["option_logprobs"]).sum(), 1, atol=1e-4)
+    inputs = processor(text=item.prompt, videos=clip.frames, return_tensors="pt")
+    assert int((inputs["input_ids"] == model.config.video_token_id).sum()) == NUM_FRAMES * 16 + 1
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=2)
+    answer = processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert answer.split()[0] in OBJECT_COLORS
