@@ -150,11 +150,20 @@ def write_manifest(items: Sequence[QAItem], path: str | os.PathLike) -> Path:
 
 
 def load_synthetic(split: str = "test", n: int | None = None, root: str | os.PathLike | None = None) -> list[QAItem]:
-    """The first ``n`` items of the bundled synthetic suite (clips generated and cached on first use)."""
-    from ..synthetic import ensure_split
+    """The first ``n`` items of the bundled synthetic suite (clips generated and cached on first use).
 
+    A cache written by an older version of the generator (its first items differ from what
+    ``make_item`` gives now) is rebuilt.
+    """
+    from ..synthetic import build_split, ensure_split, load_split, make_item
+
+    items = ensure_split(split, n, root)
+    fresh = [make_item(split, i)[0] for i in range(min(len(items), 9))]  # one item per question type
+    if any((a.question, a.options, a.answer) != (b.question, b.options, b.answer) for a, b in zip(items, fresh)):
+        build_split(split, len(items), root)  # the cache was written by an older generator
+        items = load_split(split, root)[: len(items)]
     return [QAItem(id=it.id, question=it.question, answer=it.answer, options=it.options, video=it.video,
-                   category=it.type) for it in ensure_split(split, n, root)]
+                   category=it.type) for it in items]
 
 
 def dataset_fingerprint(items: Sequence[QAItem]) -> str:

@@ -35,14 +35,17 @@ from . import metrics
 from .dataset import QAItem, dataset_fingerprint
 from .inputs import InputStore, make_batches
 from .scoring import (
-    SCORING,
+    McAnswer,
     PromptStyle,
     build_prompt,
     generate_text,
     letter_token_ids,
     match_open,
     option_logprobs,
+    option_token_ids,
+    resolve_mc_answer,
     resolve_style,
+    scoring_description,
 )
 
 __all__ = ["UNPRUNED", "RECORD_SCHEMA", "Cell", "AccuracyHarness", "resolve_config", "environment",
@@ -132,6 +135,7 @@ class AccuracyHarness:
         batch_size: items per forward (prompts left-padded).
         seed: seeds torch before each cell and overrides the presets' seed.
         prompt_style: ``tiny``, ``chat`` or ``auto`` (see `resolve_style`).
+        mc_answer: multiple-choice candidates, ``letter``, ``option`` or ``auto`` (see `resolve_mc_answer`).
         max_new_tokens: generation length for open-ended items.
         n_resamples: bootstrap resamples of the confidence intervals.
         progress: show tqdm progress bars.
@@ -141,7 +145,7 @@ class AccuracyHarness:
     def __init__(self, model: torch.nn.Module, processor: Any, items: Sequence[QAItem], out_dir: str | os.PathLike,
                  *, model_name: str = "model", dataset_name: str = "dataset", num_frames: int = 32,
                  mode: str = "layer_average", batch_size: int = 8, seed: int = 0, prompt_style: PromptStyle = "auto",
-                 max_new_tokens: int = 8, n_resamples: int = 2000, progress: bool = True,
+                 mc_answer: McAnswer = "auto", max_new_tokens: int = 8, n_resamples: int = 2000, progress: bool = True,
                  cache_bytes: int = 2 << 30) -> None:
         if not items:
             raise PrunekitError("no items to evaluate.")
@@ -152,15 +156,15 @@ class AccuracyHarness:
         self.n_resamples, self.max_new_tokens = n_resamples, max_new_tokens
         self.style = resolve_style(processor, prompt_style)
         self.num_frames = num_frames
-        self.letter_ids = letter_token_ids(processor.tokenizer, max((len(it.options or ()) for it in items),
-                                                                     default=0))
+        self.mc_answer = resolve_mc_answer(self.style, mc_answer)
+        self.candidates = self._candidates()  # item index -> answer token ids of its options
         self.batches = make_batches(self.items, batch_size)
         self.store = InputStore(model, processor, self.items, self.batches, self._prompt, self._frames,
                                 cache_bytes=cache_bytes, use_feature_cache=None if cache_bytes > 0 else False)
         self.meta = {"model": model_name, "model_fingerprint": model_fingerprint(model), "dataset": dataset_name,
                      "dataset_fingerprint": dataset_fingerprint(self.items), "n_items": len(self.items),
-                     "num_frames": num_frames, "prompt_style": self.style, "max_new_tokens": max_new_tokens,
-                     "scoring": SCORING}
+                     "num_frames": num_frames, "prompt_style": self.style, "mc_answer": self.mc_answer,
+                     "max_new_tokens": max_new_tokens, "scoring": scoring_description(self.mc_answer)}
         self._prepared = False
         self._finished = self._read_records()
 
@@ -199,7 +203,7 @@ class AccuracyHarness:
     # -- cells -------------------------------------------------------------------------------
     def _cell_id(self, cell: Cell, config: PipelineConfig | None) -> str:
         key = {k: self.meta[k] for k in ("model_fingerprint", "dataset_fingerprint", "num_frames", "prompt_style",
-                                         "max_new_tokens")}
+                                         "mc_answer", "max_new_tokens")}
         if config is not None:
             key.update(strategy=cell.strategy, budget=cell.budget, mode=self.mode, seed=self.seed,
                        config=config.fingerprint())
@@ -250,6 +254,14 @@ class AccuracyHarness:
                 "status": "error", "reason": f"{type(exc).__name__}: {exc}", **self.meta}
 
     # -- prediction --------------------------------------------------------------------------
+    def _candidates(self) -> dict[int, list[int]]:
+        tok = self.processor.tokenizer
+        mc = {i: it for i, it in enumerate(self.items) if it.options is not None}
+        if self.mc_answer == "letter":
+            letters = letter_token_ids(tok, max((len(it.options) for it in mc.values()), default=0))
+            return {i: letters[: len(it.options)] for i, it in mc.items()}
+        return {i: option_token_ids(tok, it.options) for i, it in mc.items()}
+
     def _prompt(self, item: QAItem) -> str:
         return build_prompt(item, self.processor, self.style)
 
@@ -274,7 +286,7 @@ class AccuracyHarness:
             inputs = self.store.get(b)
             its = [self.items[i] for i in batch.indices]
             if batch.multiple_choice:
-                logprobs = option_logprobs(self.model, inputs, self.letter_ids, [len(it.options) for it in its])
+                logprobs = option_logprobs(self.model, inputs, [self.candidates[i] for i in batch.indices])
                 outs = [{"prediction": it.letters[int(np.argmax(lp))], "logprobs": [round(x, 6) for x in lp]}
                         for it, lp in zip(its, logprobs)]
                 for o, it in zip(outs, its):

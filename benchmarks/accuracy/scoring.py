@@ -1,12 +1,19 @@
-"""Prompts and scoring: multiple choice by option-letter log-likelihood, open-ended by exact match.
+"""Prompts and scoring: multiple choice by answer-token log-likelihood, open-ended by exact match.
 
-Multiple choice: one forward pass over the prompt (which lists the options as ``A. ...``, ``B. ...``
-and asks for the letter); at the position of the first answer token, the logits of the option
-letters' tokens (``A``, ``B``, ... as the tokenizer encodes them alone) are log-softmaxed over the
-item's letters only. That normalised distribution is the model's answer distribution; its argmax is
-the prediction. It is the log-likelihood of each single-token letter answer, renormalised over the
-options, so it never fails to parse, and it is what the KL fidelity metric compares. The option
-texts themselves are not scored.
+Multiple choice: one forward pass over the prompt (which lists the options as ``A. ...``, ``B. ...``).
+At the position of the first answer token, the logits of the item's candidate answer tokens are
+log-softmaxed over those candidates only; that normalised distribution is the model's answer
+distribution (what the KL fidelity metric compares) and its argmax is the prediction. The
+candidates are either
+
+* ``letter`` (default for chat models): the option letters ``A``, ``B``, ... as the tokenizer encodes
+  them alone, for prompts that ask for the letter (lmms-eval's video MC instruction); or
+* ``option``: the first token of each option's text, for models that answer with the option itself
+  (the bundled tiny model: every option of the synthetic suite is one token, so this is the exact
+  log-likelihood of each option).
+
+Scoring one forward pass of the prompt alone keeps pruning identical to generation (the relevance
+query is the prompt's last token) and never fails to parse an answer.
 
 Open-ended: greedy ``generate``; the prediction is the first word(s) of the answer, lower-cased with
 surrounding punctuation stripped (as many words as the reference answer has), and it is correct when
@@ -26,13 +33,14 @@ from prunekit.errors import UnsupportedModelError
 
 from .dataset import LETTERS, QAItem
 
-__all__ = ["PromptStyle", "MC_INSTRUCTION", "OPEN_INSTRUCTION", "SCORING", "resolve_style", "build_prompt",
-           "letter_token_ids", "normalize_answer", "match_open", "option_logprobs", "generate_text"]
+__all__ = ["PromptStyle", "McAnswer", "MC_INSTRUCTION", "OPEN_INSTRUCTION", "resolve_style", "resolve_mc_answer",
+           "scoring_description", "build_prompt", "letter_token_ids", "option_token_ids", "normalize_answer",
+           "match_open", "option_logprobs", "generate_text"]
 
 PromptStyle = Literal["auto", "tiny", "chat"]
+McAnswer = Literal["auto", "letter", "option"]
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 OPEN_INSTRUCTION = "Answer the question using a single word or phrase."
-SCORING = "option-letter log-likelihood at the first answer position, softmax over the item's letters"
 
 
 def resolve_style(processor, style: PromptStyle = "auto") -> Literal["tiny", "chat"]:  # noqa: ANN001
@@ -40,6 +48,24 @@ def resolve_style(processor, style: PromptStyle = "auto") -> Literal["tiny", "ch
     if style != "auto":
         return style
     return "chat" if getattr(processor, "chat_template", None) else "tiny"
+
+
+def resolve_mc_answer(style: Literal["tiny", "chat"], mc_answer: McAnswer = "auto") -> Literal["letter", "option"]:
+    """What a multiple-choice answer is: ``letter`` for chat prompts; for the tiny prompt, what it asks for."""
+    if mc_answer != "auto":
+        return mc_answer
+    if style == "chat":
+        return "letter"
+    from prunekit.tiny import build_prompt as tiny_prompt
+
+    return "letter" if "letter" in tiny_prompt("q", ["a", "b"]).lower() else "option"
+
+
+def scoring_description(mc_answer: Literal["letter", "option"]) -> str:
+    """One line for result records."""
+    what = "option letters" if mc_answer == "letter" else "first tokens of the option texts"
+    return f"multiple choice: log-likelihood of the {what} at the first answer position, softmax over the item's " \
+           "options; open-ended: exact match of the greedy answer's first word(s)"
 
 
 def build_prompt(item: QAItem, processor, style: Literal["tiny", "chat"]) -> str:  # noqa: ANN001
@@ -73,6 +99,20 @@ def letter_token_ids(tokenizer, n: int) -> list[int]:  # noqa: ANN001
     return ids
 
 
+def option_token_ids(tokenizer, options: Sequence[str]) -> list[int]:  # noqa: ANN001
+    """First token of each option's text (encoded alone); they must differ between the options."""
+    ids = []
+    for text in options:
+        enc = tokenizer.encode(text.strip(), add_special_tokens=False)
+        if not enc or enc[0] == tokenizer.unk_token_id:
+            raise UnsupportedModelError(f"option {text!r} has no known first token; score by letter instead.")
+        ids.append(enc[0])
+    if len(set(ids)) != len(ids):
+        raise UnsupportedModelError(f"options {list(options)} share a first token; score by letter instead "
+                                    "(--mc-answer letter with a prompt that asks for the letter).")
+    return ids
+
+
 _PUNCT = string.punctuation + "“”‘’"
 
 
@@ -91,17 +131,14 @@ def match_open(generated: str, answer: str) -> tuple[str, bool]:
 
 
 @torch.no_grad()
-def option_logprobs(model, inputs: dict, letter_ids: Sequence[int], n_options: Sequence[int]) -> list[list[float]]:  # noqa: ANN001
-    """Per sample: log-softmax over its option letters of the next-token logits after the prompt.
+def option_logprobs(model, inputs: dict, candidates: Sequence[Sequence[int]]) -> list[list[float]]:  # noqa: ANN001
+    """Per sample: log-softmax over its candidate answer tokens of the next-token logits after the prompt.
 
     Prompts must be left-padded, so the last position is every sample's first answer position.
     """
     logits = model(**inputs, logits_to_keep=1).logits[:, -1].float()  # [B, V]
-    ids = torch.as_tensor(list(letter_ids), device=logits.device)
-    out = []
-    for row, k in zip(logits, n_options):
-        out.append(torch.log_softmax(row[ids[:k]], dim=-1).tolist())
-    return out
+    return [torch.log_softmax(row[torch.as_tensor(list(ids), device=row.device)], dim=-1).tolist()
+            for row, ids in zip(logits, candidates)]
 
 
 @torch.no_grad()

@@ -21,31 +21,36 @@ import prunekit
 from prunekit.modelzoo import build_model, video_inputs
 
 
-def shard_map(model: torch.nn.Module, devices: list[str]) -> dict[str, str]:
-    """Embeddings, vision tower and the first half of the layers on ``devices[0]``, the rest on ``devices[-1]``."""
-    layers = model.model.language_model.layers
-    half = len(layers) // 2
-    mapping = {"model.vision_tower": devices[0], "model.multi_modal_projector": devices[0],
-               "model.language_model.embed_tokens": devices[0], "model.language_model.rotary_emb": devices[0]}
-    if hasattr(model.model, "image_newline"):
-        mapping["model.image_newline"] = devices[0]
-    if hasattr(model.model, "visual"):
-        mapping = {"model.visual": devices[0], "model.language_model.embed_tokens": devices[0],
-                   "model.language_model.rotary_emb": devices[0]}
-    for i in range(len(layers)):
-        mapping[f"model.language_model.layers.{i}"] = devices[0] if i < half else devices[-1]
-    mapping["model.language_model.norm"] = devices[-1]
-    mapping["lm_head"] = devices[-1]
-    return mapping
+def _move(obj, device: str):  # noqa: ANN001, ANN202
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, tuple):
+        return tuple(_move(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _move(v, device) for k, v in obj.items()}
+    return obj
+
+
+def shard(model: torch.nn.Module, devices: list[str]) -> torch.nn.Module:
+    """Place the first half of the decoder layers on ``devices[0]``, the rest (and the head) on
+    ``devices[-1]``, with input-moving pre-hooks like accelerate's device_map dispatch (which would
+    *offload* CPU-mapped modules and run them on the GPU instead of executing them on the CPU)."""
+    model.to(devices[0])
+    lm = model.model.language_model
+    half = len(lm.layers) // 2
+    tail = [*lm.layers[half:], lm.norm, model.lm_head]
+    for module in tail:
+        module.to(devices[-1])
+        module.register_forward_pre_hook(
+            lambda m, args, kwargs, d=devices[-1]: (_move(args, d), _move(kwargs, d)), with_kwargs=True)
+    return model
 
 
 def run(family: str, preset: str, devices: list[str], new_tokens: int = 8) -> dict:
     """Generate with ``preset`` on one device and sharded; compare tokens and logits."""
-    from accelerate import dispatch_model
-
     inputs = video_inputs(build_model(family), num_frames=16, seed=7).kwargs
     single = build_model(family, num_layers=8).to(devices[0])
-    sharded = dispatch_model(build_model(family, num_layers=8), device_map=shard_map(single, devices))
+    sharded = shard(build_model(family, num_layers=8), devices)
 
     def generate(model: torch.nn.Module) -> tuple[list[int], torch.Tensor, dict]:
         feed = {k: v.to(devices[0]) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
@@ -59,6 +64,7 @@ def run(family: str, preset: str, devices: list[str], new_tokens: int = 8) -> di
     tokens_b, logits_b, stats_b = generate(sharded)
     return {"family": family, "preset": preset, "devices": devices, "tokens_single": tokens_a,
             "tokens_sharded": tokens_b, "identical_tokens": tokens_a == tokens_b,
+            "layer_devices": sorted({str(p.device) for p in sharded.parameters()}),
             "max_abs_logit_diff": float((logits_a - logits_b).abs().max()),
             "same_stages": stats_a["samples"][0]["stages"] == stats_b["samples"][0]["stages"]}
 

@@ -43,12 +43,13 @@ and the docs can show what visual-token pruning does to a *trained* video LLM, o
 seconds. It knows nothing outside the suite.
 
 ## Architecture
-- Vision: SigLIP, {cfg['vision_layers']} layers, hidden {cfg['vision_hidden']}, {cfg['vision_heads']} heads, MLP {cfg['vision_mlp']};
-  64x64 frames, 8x8 patches -> 8x8 = 64 patches per frame.
+- Vision: SigLIP, {cfg['vision_layers']} layers, hidden {cfg['vision_hidden']}, {cfg['vision_heads']} heads,
+  MLP {cfg['vision_mlp']}; 64x64 frames, 8x8 patches -> 8x8 = 64 patches per frame.
 - Projector: LLaVA-OV MLP (GELU), then LLaVA-OV bilinear 2x2 pooling -> **16 tokens per frame** (4x4).
 - Video layout: 16 frames -> 16 x 16 = 256 visual tokens + 1 newline = **257 `<video>` tokens**.
 - Language model: Qwen2, {cfg['text_layers']} layers, hidden {cfg['text_hidden']}, {cfg['text_heads']} heads
-  ({cfg['text_kv_heads']} KV heads), MLP {cfg['text_mlp']}, RoPE theta 1e4, vocabulary {config['text_config']['vocab_size']}.
+  ({cfg['text_kv_heads']} KV heads), MLP {cfg['text_mlp']}, RoPE theta 1e4,
+  vocabulary {config['text_config']['vocab_size']}.
 - Tokenizer: `tokenizers` WordLevel (the suite's words) in `PreTrainedTokenizerFast`; processor
   `LlavaOnevisionProcessor` (resize to 64x64, rescale, normalise with mean = std = 0.5).
 - Weights: fp32 safetensors, {size_mb:.1f} MB. Everything loads with `from_pretrained(dir)`, offline.
@@ -77,7 +78,8 @@ greedy generation.
   {100 * cfg['drop_aug_max']:.0f}% of the object-free visual tokens are masked out (positions kept).
 - Optimiser: AdamW (0.9, 0.98), lr {cfg['lr']}, warmup {cfg['warmup']}, cosine to 5%, weight decay
   {cfg['weight_decay']}, batch {cfg['batch_size']}, bf16 autocast, seed {cfg['seed']}, {cfg['steps']} steps.
-- Hardware: {result['device']}, {result['train_seconds']:.0f} s; torch {result['torch']}, transformers {result['transformers']}.
+- Hardware: {result['device']}, {result['train_seconds']:.0f} s;
+  torch {result['torch']}, transformers {result['transformers']}.
 - Final training loss {result['final_loss']:.3f} (answer {result['final_lm_loss']:.3f}, auxiliary
   {result['final_aux_loss']:.3f}). Curve: `loss.png`; log: `training_log.json`, `train.log`.
 - Reproduce: `python -m benchmarks.synthetic.train --out DIR --deadline 515` on one GPU.

@@ -19,7 +19,10 @@ for ``PrunekitModel``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real import is lazy (see `__getattr__`): it needs lmms-eval
+    from prunekit.integrations._lmms_eval_model import PrunekitModel
 
 __all__ = ["MODEL_ID", "BASES", "PRUNEKIT_ARGS", "manifest", "PrunekitModel"]
 

@@ -51,6 +51,18 @@ class Current:
     position_ids: torch.Tensor | None
     attention_mask: torch.Tensor | None
 
+    def on(self, device: torch.device) -> Current:
+        """This state with its tensors on ``device`` (each layer of a sharded model gets its own copy)."""
+        if self.valid.device == device:
+            return self
+        cache = self.__dict__.setdefault("_copies", {})
+        if device not in cache:
+            move = (lambda t: None if t is None else t.to(device))  # noqa: E731
+            cos, sin = self.position_embeddings
+            cache[device] = Current(move(self.valid), move(self.lm_index), (move(cos), move(sin)),
+                                    move(self.position_ids), move(self.attention_mask))
+        return cache[device]
+
 
 @dataclass
 class ForwardState:
@@ -140,7 +152,7 @@ class PruneSession:
                     args = (hidden, *args[1:]) if args else args
                     if not args:
                         kwargs["hidden_states"] = hidden
-            current = state.current
+            current = state.current.on(_execution_device(module, hidden))
             kwargs["position_embeddings"] = current.position_embeddings
             if "position_ids" in kwargs:
                 kwargs["position_ids"] = current.position_ids
@@ -327,8 +339,14 @@ class PruneSession:
             self._warned = True
 
 
+def _execution_device(layer: nn.Module, hidden: torch.Tensor) -> torch.device:
+    """Where ``layer`` computes: its weights' device, or the input's when the weights are offloaded (meta)."""
+    param = next(layer.parameters(), None)
+    return hidden.device if param is None or param.device.type == "meta" else param.device
+
+
 def _attention_on_layer_device(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                                valid: torch.Tensor) -> torch.Tensor:
     """Last-query attention computed where ``layer``'s weights are (device_map-sharded models)."""
-    device = next(layer.parameters()).device
+    device = _execution_device(layer, hidden)
     return last_query_attention(layer, hidden.to(device), cos.to(device), sin.to(device), valid.to(device))
