@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prunekit import presets, video
+from prunekit import presets, tiny, video
 from prunekit._version import __version__
 from prunekit.budget import Budget, flops, flops_ratio
 from prunekit.config import PipelineConfig
@@ -34,6 +34,7 @@ __all__ = [
     "Stage",
     "presets",
     "video",
+    "tiny",
     "list_strategies",
     "hookimpl",
     "flops",

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from benchmarks.synthetic import (
+from prunekit.benchmarks.synthetic import (
     NUM_FRAMES,
     OPEN_TYPES,
     QUESTION_TYPES,
@@ -25,7 +25,7 @@ from benchmarks.synthetic import (
     make_item,
     vocabulary,
 )
-from benchmarks.synthetic.generator import BACKGROUND_COLORS, DIRECTIONS, NUMBERS, OBJECT_COLORS, SHAPES
+from prunekit.benchmarks.synthetic.generator import BACKGROUND_COLORS, DIRECTIONS, NUMBERS, OBJECT_COLORS, SHAPES
 from prunekit.tiny import OPTION_LETTERS, TINY_MODEL_DIR, build_prompt
 
 N_PER_SPLIT = 3 * len(QUESTION_TYPES)
@@ -130,7 +130,7 @@ def test_items_round_trip_through_jsonl_and_mp4(tmp_path):
     items = build_split("val", len(QUESTION_TYPES), tmp_path)
     loaded = load_split("val", tmp_path)
     assert [it.id for it in loaded] == [it.id for it in items]
-    from benchmarks.synthetic import load_frames
+    from prunekit.benchmarks.synthetic import load_frames
 
     for item in loaded:
         assert Item.from_json(item.to_json()) == item
@@ -149,7 +149,7 @@ def test_bundled_model_loads_offline_and_answers(monkeypatch):
     pytest.importorskip("torchvision")
     import torch
 
-    from benchmarks.synthetic.evaluate import evaluate
+    from prunekit.benchmarks.synthetic.evaluate import evaluate
     from prunekit.tiny import load_tiny
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -1,11 +1,11 @@
 """Synthetic video-QA suite: deterministic clips with answers that need specific moments.
 
-    from benchmarks.synthetic import make_item, ensure_split, evaluate
+    from prunekit.benchmarks.synthetic import make_item, ensure_split, evaluate
     items = ensure_split("test")          # writes mp4 clips + items.jsonl to the cache once
     scores = evaluate(model, processor, items)
 """
 
-from benchmarks.synthetic.generator import (
+from .generator import (
     NUM_FRAMES,
     OPEN_TYPES,
     QUESTION_TYPES,
@@ -16,12 +16,12 @@ from benchmarks.synthetic.generator import (
     make_item,
     vocabulary,
 )
-from benchmarks.synthetic.suite import build_split, default_root, ensure_split, load_frames, load_split
+from .suite import build_split, default_root, ensure_split, load_frames, load_split
 
 
 def evaluate(*args, **kwargs):
     """See :func:`benchmarks.synthetic.evaluate.evaluate` (imported lazily: it needs torch)."""
-    from benchmarks.synthetic.evaluate import evaluate as _evaluate
+    from .evaluate import evaluate as _evaluate
 
     return _evaluate(*args, **kwargs)
 

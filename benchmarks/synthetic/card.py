@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks.synthetic.generator import QUESTION_TYPES
+from .generator import QUESTION_TYPES
 
 
 def _row(label: str, acc: dict) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from benchmarks.synthetic.generator import NUM_FRAMES, QUESTION_TYPES, Item
+from .generator import NUM_FRAMES, QUESTION_TYPES, Item
 from prunekit import video
 from prunekit.tiny import OPTION_LETTERS, build_prompt
 
@@ -170,7 +170,7 @@ DROPS = {"random": random_keep, "uniform": uniform_keep, "novelty": novelty_keep
 
 
 def main(argv=None) -> None:
-    from benchmarks.synthetic.suite import ensure_split
+    from .suite import ensure_split
     from prunekit.tiny import load_tiny
 
     p = argparse.ArgumentParser(description="Evaluate the tiny video LLM on the synthetic suite.")

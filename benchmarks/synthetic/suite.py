@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from benchmarks.synthetic.generator import NUM_FRAMES, Item, make_item
+from .generator import NUM_FRAMES, Item, make_item
 from prunekit import video
 
 FPS = 8

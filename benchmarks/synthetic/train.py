@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from benchmarks.synthetic.generator import (  # noqa: E402
+from .generator import (  # noqa: E402
     BACKGROUND_COLORS,
     GRID,
     NUM_FRAMES,

@@ -57,10 +57,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _optional_module(name: str) -> ModuleType | None:
+    if name in sys.modules:
+        return sys.modules[name]
     try:
         if importlib.util.find_spec(name) is None:
             return None
-    except ModuleNotFoundError:  # a parent package is missing
+    except (ModuleNotFoundError, ValueError):  # a parent package is missing
         return None
     return importlib.import_module(name)
 
@@ -89,6 +91,9 @@ def _add_accuracy(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--frames", type=int, default=None, help="frames per video (default: 16 tiny, 32 otherwise)")
     a.add_argument("--prompt", choices=("auto", "tiny", "chat"), default="auto",
                    help="prompt format (auto: the model's chat template if it has one)")
+    a.add_argument("--mc-answer", choices=("auto", "letter", "option"), default="auto",
+                   help="multiple-choice candidates scored: the option letters or the options' first tokens "
+                        "(auto: letters for chat prompts, what the tiny model was trained to answer otherwise)")
     a.add_argument("--max-new-tokens", type=int, default=None,
                    help="generation length for open-ended items (default: 3 tiny, 8 otherwise)")
     a.add_argument("--seed", type=int, default=0)
@@ -100,13 +105,12 @@ def _add_accuracy(sub: argparse._SubParsersAction) -> None:
 
 
 def default_command(args: argparse.Namespace) -> int:
-    """Handler of plain ``prunekit bench``: the accuracy harness with every default."""
-    defaults = argparse.Namespace(
-        model=None, data="synthetic:test", strategies=",".join(DEFAULT_STRATEGIES),
-        budgets=",".join(map(str, DEFAULT_BUDGETS)), mode="layer_average", limit=DEFAULT_ITEMS, batch_size=8,
-        frames=None, prompt="auto", max_new_tokens=None, seed=0, device="auto", out=args.out, no_plot=False,
-        no_progress=args.no_progress)
-    return accuracy_command(defaults)
+    """Handler of plain ``prunekit bench``: ``bench accuracy`` with every default, on `DEFAULT_ITEMS` items."""
+    parser = argparse.ArgumentParser(prog="prunekit bench")
+    _add_accuracy(parser.add_subparsers())
+    argv = ["accuracy", "--limit", str(DEFAULT_ITEMS), "--out", args.out]
+    argv += ["--no-progress"] if args.no_progress else []
+    return accuracy_command(parser.parse_args(argv))
 
 
 def accuracy_command(args: argparse.Namespace) -> int:
@@ -123,7 +127,7 @@ def accuracy_command(args: argparse.Namespace) -> int:
     max_new_tokens = args.max_new_tokens or (3 if style == "tiny" else 8)  # tiny answers: one word, one token
     harness = acc.AccuracyHarness(
         model, processor, items, args.out, model_name=model_name, dataset_name=dataset_name, num_frames=frames,
-        mode=args.mode, batch_size=args.batch_size, seed=args.seed, prompt_style=style,
+        mode=args.mode, batch_size=args.batch_size, seed=args.seed, prompt_style=style, mc_answer=args.mc_answer,
         max_new_tokens=max_new_tokens, progress=not args.no_progress)
     failed: list[str] = []
 
