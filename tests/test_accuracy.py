@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.accuracy import (
+from prunekit import video
+from prunekit.benchmarks.accuracy import (
     AccuracyHarness,
     QAItem,
     agreement,
@@ -32,7 +33,6 @@ from benchmarks.accuracy import (
     paired_ratio_ci,
     write_manifest,
 )
-from prunekit import video
 from prunekit.errors import InvalidInputError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -20,7 +20,7 @@ from prunekit.errors import ConfigError, PrunekitError
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
-COMMAND_MODULES: tuple[str, ...] = ("prunekit.cli.run", "prunekit.cli.catalog")
+COMMAND_MODULES: tuple[str, ...] = ("prunekit.cli.run", "prunekit.cli.bench", "prunekit.cli.catalog")
 """Modules that add subcommands, in the order they appear in ``prunekit --help``."""
 
 EXIT_USAGE = 2
