@@ -29,6 +29,7 @@ class SamplePlan:
     stages: list[Stage]
     live: torch.Tensor  # [n] visual ids alive now, sorted
     kept_per_stage: list[int] = field(default_factory=list)
+    frame_segment: torch.Tensor | None = None  # [F] segment of each frame, on the features' device
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,8 @@ class Pipeline:
         else:
             stages = self.scheduler.plan(n, num_layers, self.budget, min_keep=len(segments))
         stages = [s for s in stages if s.keep < n]
-        return SamplePlan(layout, segments, seg_feats, stages,
-                          torch.arange(n, device=features.device))
+        return SamplePlan(layout, segments, seg_feats, stages, torch.arange(n, device=features.device),
+                          frame_segment=segments.segment_of_frame().to(features.device))
 
     def step(self, plan: SamplePlan, index: int, features: torch.Tensor,
              attention: torch.Tensor | None = None) -> StepResult:
@@ -156,7 +157,8 @@ class Pipeline:
         layout = plan.layout
         ids = plan.live[candidates]
         frames = layout.frame_of(ids)
-        seg = plan.segments.segment_of_frame().to(ids.device)[frames]
+        frame_segment = plan.frame_segment if plan.frame_segment is not None else plan.segments.segment_of_frame()
+        seg = frame_segment.to(ids.device)[frames]
         sizes = torch.bincount(seg, minlength=len(plan.segments)).tolist()
         counts = self.allocator.allocate(sizes, keep_total, plan.segment_features)
         _check_counts(self.allocator, counts, sizes, keep_total)
@@ -176,13 +178,9 @@ class Pipeline:
                 frame=frames[member], position=layout.position_of(ids[member]), grid=layout.grid,
                 relevance=None if relevance is None else relevance[member], generator=generator,
                 layer=stage.layer, llm_stage=llm_stage))
-        picks = self.selector.select_segments(feats, keeps, contexts)
-        chosen = []
-        for member, pick, count in zip(members, picks, keeps):
-            pick = torch.as_tensor(pick, dtype=torch.long, device=member.device)
-            _check_pick(self.selector, pick, count, member.numel())
-            chosen.append(member[pick])
-        return torch.sort(torch.cat(chosen)).values
+        picks = [torch.as_tensor(p, dtype=torch.long) for p in self.selector.select_segments(feats, keeps, contexts)]
+        flat = _flatten_picks(self.selector, picks, keeps, [m.numel() for m in members])
+        return torch.sort(torch.cat(members)[flat.to(members[0].device)]).values
 
 
 def _minmax(x: torch.Tensor) -> torch.Tensor:
@@ -211,9 +209,26 @@ def _check_counts(allocator: BudgetAllocator, counts: list[int], sizes: list[int
             f"total {total}: counts must sum to the total and fit each segment.")
 
 
-def _check_pick(selector: FrameSelector, pick: torch.Tensor, keep: int, n: int) -> None:
-    if pick.numel() != keep or torch.unique(pick).numel() != keep or (pick.numel() and (
-            int(pick.min()) < 0 or int(pick.max()) >= n)):
+def _flatten_picks(selector: FrameSelector, picks: list[torch.Tensor], keeps: list[int],
+                   sizes: list[int]) -> torch.Tensor:
+    """Concatenate per-segment picks into indices of the concatenated members, checking the contract
+    (exact count, distinct, in range) with one host read for all segments instead of several each."""
+    name = selector.config.name
+    for g, (pick, keep) in enumerate(zip(picks, keeps)):
+        if pick.numel() != keep:
+            raise PrunekitError(f"frame selector {name!r} returned {pick.numel()} indices for segment {g}, "
+                                f"which must keep exactly {keep}.")
+    device = picks[0].device
+    offsets = torch.tensor([0, *sizes[:-1]], device=device).cumsum(0)
+    bounds = torch.tensor(sizes, device=device)
+    counts = torch.tensor(keeps, device=device)
+    local = torch.cat([p.to(device) for p in picks])  # all picks already share a device in practice
+    segment = torch.repeat_interleave(torch.arange(len(picks), device=device), counts)
+    in_range = (local >= 0) & (local < bounds[segment])
+    flat = local + offsets[segment]
+    # segments occupy disjoint ranges, so per-segment distinctness is global distinctness
+    if not bool(in_range.all()) or torch.unique(flat).numel() != flat.numel():
         raise PrunekitError(
-            f"frame selector {selector.config.name!r} must return {keep} distinct indices in [0, {n}), "
-            f"got {pick.numel()} ({torch.unique(pick).numel()} distinct).")
+            f"frame selector {name!r} must return distinct indices in [0, segment size) for every segment; "
+            f"got {[p.tolist() for p in picks]} for sizes {sizes}.")
+    return flat

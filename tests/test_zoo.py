@@ -6,6 +6,11 @@ import math
 
 import pytest
 import torch
+
+from prunekit import Budget, BudgetError, Pipeline, Segments, VideoLayout
+from prunekit.ops.cluster import density_peaks, dpc_knn
+from prunekit.ops.diversity import max_min_diversity
+from prunekit.ops.ranking import spread_scores
 from prunekit.strategies.zoo.dycoke import TemporalMergeSelector
 from prunekit.strategies.zoo.fastvid import DySegSegmenter, FastVIDMerger
 from prunekit.strategies.zoo.framefusion import CascadedSimilarityMerger
@@ -14,11 +19,6 @@ from prunekit.strategies.zoo.prunevid import DPCSegmenter, PruneVidMerger, refin
 from prunekit.strategies.zoo.topk import TopRelevanceSelector
 from prunekit.strategies.zoo.vidcom2 import DistinctTokenSelector, UniquenessAllocator
 from prunekit.strategies.zoo.visionzip import VisionZipMerger
-
-from prunekit import Budget, BudgetError, Pipeline, Segments, VideoLayout
-from prunekit.ops.cluster import density_peaks, dpc_knn
-from prunekit.ops.diversity import max_min_diversity
-from prunekit.ops.ranking import spread_scores
 from prunekit.types import SelectionContext
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from hypothesis import settings
-from prunekit.strategies.zoo._plugin import PRESETS, STAGES
 
 from prunekit import Budget, BudgetError, Pipeline, VideoLayout, presets
+from prunekit.strategies.zoo._plugin import PRESETS, STAGES
 from prunekit.testing import (
     assert_pipeline_guarantees,
     check_allocator,

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .generator import NUM_FRAMES, QUESTION_TYPES, Item
 from prunekit import video
 from prunekit.tiny import OPTION_LETTERS, build_prompt
+
+from .generator import NUM_FRAMES, QUESTION_TYPES, Item
 
 # keep(features [N, D] of the visual tokens without the trailing newline, rng) -> indices to keep
 KeepFn = Callable[[torch.Tensor, np.random.Generator], Sequence[int]]
@@ -170,8 +171,9 @@ DROPS = {"random": random_keep, "uniform": uniform_keep, "novelty": novelty_keep
 
 
 def main(argv=None) -> None:
-    from .suite import ensure_split
     from prunekit.tiny import load_tiny
+
+    from .suite import ensure_split
 
     p = argparse.ArgumentParser(description="Evaluate the tiny video LLM on the synthetic suite.")
     p.add_argument("--split", default="test", choices=["val", "test"])

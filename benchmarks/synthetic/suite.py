@@ -6,8 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from .generator import NUM_FRAMES, Item, make_item
 from prunekit import video
+
+from .generator import NUM_FRAMES, Item, make_item
 
 FPS = 8
 DEFAULT_SIZES = {"train": 0, "val": 270, "test": 450}  # 30 and 50 items per question type

@@ -15,6 +15,7 @@ on the unpruned length, which is exactly right for the new tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,6 +176,9 @@ class PruneSession:
         layouts = self.adapter.layouts(ids, positions)
         if all(layout is None for layout in layouts):
             return None
+        # index tables live where the embeddings are, so later stages copy nothing host-to-device
+        layouts = [None if lay is None else dataclasses.replace(
+            lay, token_index=lay.token_index.to(embeds.device)) for lay in layouts]
         mask_in = kwargs.get("attention_mask")
         valid0 = mask_in.bool() if isinstance(mask_in, torch.Tensor) and mask_in.ndim == 2 else \
             torch.ones(batch, length, dtype=torch.bool, device=embeds.device)
@@ -184,7 +188,7 @@ class PruneSession:
                 orig = torch.nonzero(valid0[b]).flatten()
                 plan = None
                 if layout is not None:
-                    feats = embeds[b, layout.token_index.to(embeds.device)]
+                    feats = embeds[b, layout.token_index]
                     plan = self.pipeline.start(feats, layout, self.num_layers)
                 tracks.append(Track(plan, orig, orig.clone()))
         if not any(t.plan is not None and t.plan.stages for t in tracks):  # retain = 1.0: touch nothing
