@@ -281,3 +281,17 @@ def test_plain_bench_is_the_embedded_default_and_other_benchmarks_plug_in(monkey
     monkeypatch.setitem(sys.modules, "fake_bench_plugin", plugin)
     monkeypatch.setattr(bench, "BENCH_COMMANDS", ["fake_bench_plugin", "not_installed_bench_module"])
     assert _bench_parser().parse_args(["bench", "fake"]).func(None) == 7
+
+
+def test_bench_accuracy_on_the_bundled_tiny_model_and_synthetic_suite(tmp_path: Path) -> None:
+    """The embedded default, reduced: bundled trained model, synthetic test items, offline, via the CLI."""
+    from prunekit.cli import main
+
+    out = tmp_path / "bench"
+    code = main(["bench", "accuracy", "--data", "synthetic:test", "--strategies", "hieravid,random",
+                 "--budgets", "0.3", "--limit", "18", "--out", str(out), "--no-progress"])
+    assert code == 0
+    records = {r["strategy"]: r for r in json.loads((out / "results.json").read_text())}
+    assert set(records) == {"unpruned", "hieravid", "random"} and records["unpruned"]["n_items"] == 18
+    assert records["unpruned"]["accuracy"] > 0.25  # the trained model beats chance on its own suite
+    assert abs(records["hieravid"]["layer_average_retention"] - 0.3) < 0.01
