@@ -59,14 +59,17 @@ def plot_accuracy_vs_flops(records: Sequence[dict], path: str | os.PathLike) -> 
     for r in ok:
         if r["strategy"] != UNPRUNED:
             lines[r["strategy"]].append(r)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for name, rs in lines.items():
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    colors = plt.get_cmap("tab20").colors
+    markers = "osD^vP*Xh<>p"
+    for i, (name, rs) in enumerate(lines.items()):
         rs = sorted(rs, key=lambda r: r["flops_ratio"])
         x = [r["flops_ratio"] for r in rs]
         y = [100 * r["accuracy"] for r in rs]
         err = [[100 * (r["accuracy"] - r["accuracy_ci"][0]) for r in rs],
                [100 * (r["accuracy_ci"][1] - r["accuracy"]) for r in rs]]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name)
+        ax.errorbar(x, y, yerr=err, marker=markers[i % len(markers)], color=colors[(2 * i) % 20 + (i // 10) % 2],
+                    capsize=3, label=name, alpha=0.9)
     for r in ok:
         if r["strategy"] == UNPRUNED:
             ax.axhline(100 * r["accuracy"], color="gray", ls="--", lw=1)
@@ -77,7 +80,7 @@ def plot_accuracy_vs_flops(records: Sequence[dict], path: str | os.PathLike) -> 
     ax.set_xlabel("prefill FLOPs ratio (pruned / unpruned)")
     ax.set_ylabel("accuracy % (95% bootstrap CI)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2 if len(lines) > 8 else 1, loc="lower right")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
