@@ -58,9 +58,9 @@ def _water_fill(w: list[float], total: int, lower: Sequence[int], upper: Sequenc
     """Real shares ``clamp(s * w_i, lower_i, upper_i)`` summing to ``total`` (requires feasibility)."""
 
     def clamped(s: float) -> list[float]:
-        return [min(max(s * wi, lo), hi) for wi, lo, hi in zip(w, lower, upper)]
+        return [min(max(s * wi if wi > 0 else 0.0, lo), hi) for wi, lo, hi in zip(w, lower, upper)]
 
-    breaks = sorted({b / wi for wi, lo, hi in zip(w, lower, upper) if wi > 0 for b in (lo, hi)})
+    breaks = sorted({b / wi for wi, lo, hi in zip(w, lower, upper) if wi > 0 for b in (lo, hi)} - {math.inf})
     prev_s, prev_total = 0.0, float(sum(clamped(0.0)))
     for s in breaks:
         value = float(sum(clamped(s)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from prunekit.budget import Budget, fit_stage_counts
 from prunekit.errors import BudgetError
@@ -23,9 +23,11 @@ class FixedScheduler(LayerScheduler):
 
     class Config(StageConfig):
         name: Literal["fixed"] = "fixed"
-        layers: tuple[int, ...] = (0,)
-        keep_fractions: tuple[float, ...] = (0.3,)
-        reference_depth: int | None = None
+        layers: tuple[int, ...] = Field((0,), description="decoder layers whose input is pruned (0 = before the LLM)")
+        keep_fractions: tuple[float, ...] = Field(
+            (0.3,), description="visual tokens kept from each layer on, as fractions of N (the shape under a budget)")
+        reference_depth: int | None = Field(
+            None, description="depth the layers were chosen for; they are scaled to the model's depth")
 
     def stage_layers(self, num_layers: int) -> list[int]:
         """The configured layers, scaled to ``num_layers`` when a reference depth is set."""
@@ -53,9 +55,11 @@ class ProgressiveScheduler(LayerScheduler):
 
     class Config(StageConfig):
         name: Literal["progressive"] = "progressive"
-        prune_fractions: tuple[float, ...] = (0.5, 0.3, 0.3, 0.57)
-        layers: tuple[int, ...] | None = None
-        input_stage: bool = True
+        prune_fractions: tuple[float, ...] = Field(
+            (0.5, 0.3, 0.3, 0.57), description="share of the live tokens removed at each stage (p0, p1, ...)")
+        layers: tuple[int, ...] | None = Field(
+            None, description="stage layers; None: 0 then evenly spaced (L/4, L/2, ...)")
+        input_stage: bool = Field(True, description="whether the first fraction applies before the LLM")
 
         @field_validator("prune_fractions")
         @classmethod

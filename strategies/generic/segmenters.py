@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import Field
 
 from prunekit.interfaces import Segmenter, StageConfig
 from prunekit.types import Segments, VideoLayout
@@ -25,7 +26,7 @@ class FixedLengthSegmenter(Segmenter):
 
     class Config(StageConfig):
         name: Literal["fixed_length"] = "fixed_length"
-        frames_per_segment: int = 4
+        frames_per_segment: int = Field(4, ge=1, description="frames per segment (1: every frame is a segment)")
 
     def segment(self, features: torch.Tensor, layout: VideoLayout) -> Segments:
         step = max(1, self.config.frames_per_segment)

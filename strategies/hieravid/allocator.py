@@ -39,10 +39,10 @@ class MVOffsetAllocator(BudgetAllocator):
 
     class Config(StageConfig):
         name: Literal["mv_offset"] = "mv_offset"
-        k: float = Field(0.5, ge=0.0, le=1.0)
-        scale: float = Field(0.1, ge=0.0)
-        min_ratio: float = Field(0.05, gt=0.0, le=1.0)
-        max_ratio: float = Field(0.95, gt=0.0, le=1.0)
+        k: float = Field(0.5, ge=0.0, le=1.0, description="weight of the similarity to earlier segments in MV")
+        scale: float = Field(0.1, ge=0.0, description="keep-ratio offset per unit of z-scored MV")
+        min_ratio: float = Field(0.05, gt=0.0, le=1.0, description="lowest keep ratio of a segment before rescaling")
+        max_ratio: float = Field(0.95, gt=0.0, le=1.0, description="highest keep ratio of a segment before rescaling")
 
     def allocate(self, live_sizes: list[int], total_keep: int,
                  segment_features: torch.Tensor) -> list[int]:

@@ -24,8 +24,8 @@ class SimilaritySegmenter(Segmenter):
 
     class Config(StageConfig):
         name: Literal["similarity"] = "similarity"
-        tau: float = Field(0.6, ge=-1.0, le=1.0)
-        beta: float = Field(0.4, ge=0.0, le=1.0)
+        tau: float = Field(0.6, ge=-1.0, le=1.0, description="cosine above which a token counts as unchanged")
+        beta: float = Field(0.4, ge=0.0, le=1.0, description="a frame with fewer unchanged tokens opens a segment")
 
     def segment(self, features: torch.Tensor, layout: VideoLayout) -> Segments:
         scores = frame_scores(features, self.config.tau)

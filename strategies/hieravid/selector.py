@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import Field
 
 from prunekit.interfaces import FrameSelector, StageConfig
 from prunekit.ops.dpp import conditional_kernel, greedy_map
@@ -36,8 +37,10 @@ class ConditionalDPPSelector(FrameSelector):
 
     class Config(StageConfig):
         name: Literal["dpp"] = "dpp"
-        relevance: Literal["attention", "negated_attention", "none"] = "attention"
-        first_stage: Literal["dpp", "relevance_spread"] = "dpp"
+        relevance: Literal["attention", "negated_attention", "none"] = Field(
+            "attention", description="relevance r: last-query attention, its negation (authors' code) or none")
+        first_stage: Literal["dpp", "relevance_spread"] = Field(
+            "dpp", description="first in-LLM stage: DPP, or the most relevant token of each of k buckets")
 
     @property
     def needs_relevance(self) -> bool:  # type: ignore[override]
