@@ -1,14 +1,16 @@
 """Hypothesis strategies and conformance checks for prunekit stages, presets and plugins.
 
-Plugin authors test their own stages against the same guarantees as the built-ins::
+Plugin authors test their own stages against the same guarantees as the built-ins:
 
-    from prunekit.testing import check_frame_selector, check_preset
+```python
+from prunekit.testing import check_frame_selector, check_preset
 
-    def test_my_selector_conforms():
-        check_frame_selector(MySelector)
+def test_my_selector_conforms():
+    check_frame_selector(MySelector)
 
-    def test_my_preset_conforms():
-        check_preset("acme.topk-30")
+def test_my_preset_conforms():
+    check_preset("acme.topk-30")
+```
 
 Needs ``hypothesis`` (``pip install "prunekit[test]"``). Each ``check_*`` runs a Hypothesis search
 (settings from the active profile, see `register_profiles`) and raises `AssertionError` naming the

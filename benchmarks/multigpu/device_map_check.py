@@ -1,8 +1,6 @@
 """Sharded-model check: a device_map-dispatched model prunes exactly like the same model on one device.
 
-Run on a machine with at least one GPU::
-
-    python -m prunekit.benchmarks.multigpu.device_map_check --out results.json
+Run on a machine with at least one GPU: ``python -m prunekit.benchmarks.multigpu.device_map_check``.
 
 With two or more GPUs the decoder layers are split across them; with one GPU the second half of the
 layers runs on the CPU (the same code path: every stage must run on its layer's device). Generated
