@@ -1,12 +1,18 @@
-"""Shared test setup: Hypothesis profiles (``dev`` locally, ``ci`` under ``CI=true``)."""
+"""Shared test setup: no hub access, Hypothesis profiles (``dev`` locally, ``ci`` under ``CI=true``)."""
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
 
-from prunekit.plugins import DISABLE_ENV, reload_plugins
-from prunekit.testing import register_profiles
+# No test may reach a model hub: set before transformers / huggingface_hub read their constants.
+for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from prunekit.plugins import DISABLE_ENV, reload_plugins  # noqa: E402
+from prunekit.testing import register_profiles  # noqa: E402
 
 register_profiles()
 

@@ -7,6 +7,7 @@ synthetic suite: a real pipeline on a real forward pass.
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -77,13 +78,15 @@ def _prepare(args: argparse.Namespace, device: str):  # noqa: ANN202 - (model, p
         options = options if args.question is None else (args.options.split("|") if args.options else None)
         prompt = build_prompt(question, options)
     else:
+        if args.video is None or args.question is None:  # checked before anything is loaded
+            raise PrunekitError("with --model, also pass --video FILE and --question TEXT.")
         model, processor = _load_pretrained(args.model, device)
         frames_n = args.frames or 32
-        if args.video is None or args.question is None:
-            raise PrunekitError("with --model, also pass --video FILE and --question TEXT.")
         path, question = args.video, args.question
         prompt = _chat_prompt(processor, question)
     frames = video.load(path, frames_n)
+    if args.video is None and args.model is None:  # the generated demo clip is not kept
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
     return model, processor, prompt, frames
 
 

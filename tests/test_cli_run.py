@@ -1,0 +1,25 @@
+"""``prunekit run``: the README's default job, offline on the bundled tiny model."""
+
+from __future__ import annotations
+
+import pytest
+
+from prunekit.cli import main
+
+
+def test_default_run_answers_and_reports_what_pruning_did(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--compare", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "unpruned answer:" in out and "hieravid-30 answer:" in out
+    assert "kept per stage: layer 0: 128, layer 1: 89, layer 2: 62, layer 3: 26" in out  # 256 visual tokens
+    assert "layer-average 29.8%" in out and "prefill speed-up" in out
+
+
+def test_run_with_a_budget_meets_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--preset", "random", "--budget", "0.25", "--mode", "input", "--device", "cpu"]) == 0
+    assert "retention: input 25.0%" in capsys.readouterr().out
+
+
+def test_run_with_a_model_needs_video_and_question(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--model", "some/model"]) == 2
+    assert "--video" in capsys.readouterr().err
