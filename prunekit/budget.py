@@ -20,7 +20,8 @@ from prunekit.errors import BudgetError
 from prunekit.flops import flops, flops_ratio
 from prunekit.types import Stage
 
-__all__ = ["Budget", "BudgetMode", "fit_stage_counts", "realized_retention", "flops", "flops_ratio"]
+__all__ = ["Budget", "BudgetMode", "check_schedule", "fit_stage_counts", "realized_retention", "flops",
+           "flops_ratio"]
 
 BudgetMode = Literal["input", "layer_average"]
 
@@ -75,7 +76,7 @@ def fit_stage_counts(layers: Sequence[int], fractions: Sequence[float], n_visual
         budget: the request.
         min_keep: lower bound on every stage's count (e.g. the number of segments).
     """
-    _check_shape(layers, fractions, num_layers)
+    check_schedule(layers, fractions, num_layers)
     if budget.retain >= 1.0:
         return []
     if min_keep > n_visual:
@@ -85,7 +86,8 @@ def fit_stage_counts(layers: Sequence[int], fractions: Sequence[float], n_visual
     return _fit_layer_average(layers, fractions, n_visual, num_layers, budget.retain, min_keep)
 
 
-def _check_shape(layers: Sequence[int], fractions: Sequence[float], num_layers: int) -> None:
+def check_schedule(layers: Sequence[int], fractions: Sequence[float], num_layers: int) -> None:
+    """Raise `BudgetError` unless ``layers`` and kept ``fractions`` form a valid schedule for ``num_layers``."""
     if len(layers) != len(fractions) or not layers:
         raise BudgetError("a schedule needs one kept fraction per stage layer, and at least one stage.")
     if any(b <= a for a, b in zip(layers, layers[1:])) or layers[0] < 0:

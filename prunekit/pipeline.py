@@ -28,8 +28,8 @@ class SamplePlan:
     segment_features: torch.Tensor  # [S, ...] the allocator's summary (default: mean input feature)
     stages: list[Stage]
     live: torch.Tensor  # [n] visual ids alive now, sorted
+    frame_segment: torch.Tensor  # [F] segment of each frame, on the features' device
     kept_per_stage: list[int] = field(default_factory=list)
-    frame_segment: torch.Tensor | None = None  # [F] segment of each frame, on the features' device
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class Pipeline:
             stages = self.scheduler.plan(n, num_layers, self.budget, min_keep=len(segments))
         stages = [s for s in stages if s.keep < n]
         return SamplePlan(layout, segments, seg_feats, stages, torch.arange(n, device=features.device),
-                          frame_segment=segments.segment_of_frame().to(features.device))
+                          segments.segment_of_frame().to(features.device))
 
     def step(self, plan: SamplePlan, index: int, features: torch.Tensor,
              attention: torch.Tensor | None = None) -> StepResult:
@@ -157,8 +157,7 @@ class Pipeline:
         layout = plan.layout
         ids = plan.live[candidates]
         frames = layout.frame_of(ids)
-        frame_segment = plan.frame_segment if plan.frame_segment is not None else plan.segments.segment_of_frame()
-        seg = frame_segment.to(ids.device)[frames]
+        seg = plan.frame_segment.to(ids.device)[frames]
         sizes = torch.bincount(seg, minlength=len(plan.segments)).tolist()
         counts = self.allocator.allocate(sizes, keep_total, plan.segment_features)
         _check_counts(self.allocator, counts, sizes, keep_total)

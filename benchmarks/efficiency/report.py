@@ -159,12 +159,8 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
         ax.set_title(f"{run['model_shape']}, {run['frames']} frames", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="upper right")
-    fig.suptitle(_title("Speedup vs FLOPs ratio (o: LLM prefill, s: TTFT)", result), fontsize=7)
-    fig.tight_layout()
-    path = out / "speedup_vs_flops.png"
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    written.append(path)
+    title = _title("Speedup vs FLOPs ratio (o: LLM prefill, s: TTFT)", result)
+    written.append(_save_figure(fig, title, out / "speedup_vs_flops.png"))
 
     fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4.4), squeeze=False)
     for ax, run in zip(axes[0], runs):
@@ -188,10 +184,16 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
         ax.tick_params(axis="x", rotation=30, labelsize=8)
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(_title("Time to first token, broken down", result), fontsize=7)
+    written.append(_save_figure(fig, _title("Time to first token, broken down", result), out / "ttft_breakdown.png"))
+    return written
+
+
+def _save_figure(fig, title: str, path: Path) -> Path:  # noqa: ANN001 - a matplotlib figure
+    """Title, lay out, write at 130 dpi and close ``fig``; return ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize=7)
     fig.tight_layout()
-    path = out / "ttft_breakdown.png"
     fig.savefig(path, dpi=130)
     plt.close(fig)
-    written.append(path)
-    return written
+    return path

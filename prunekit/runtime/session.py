@@ -137,7 +137,7 @@ class PruneSession:
         state = self.state
         if state is not None and not state.recorded:
             state.recorded = True
-            self._record_stats()
+            self._record_stats(state)
 
     def _make_layer_hook(self, index: int):  # noqa: ANN202 - a hook closure
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
@@ -191,17 +191,15 @@ class PruneSession:
                     feats = embeds[b, layout.token_index]
                     plan = self.pipeline.start(feats, layout, self.num_layers)
                 tracks.append(Track(plan, orig, orig.clone()))
+        text_counts = [t.orig.numel() for t in tracks]  # valid tokens per sample, before pruning
         if not any(t.plan is not None and t.plan.stages for t in tracks):  # retain = 1.0: touch nothing
-            self.state = ForwardState(length, length, valid0, tracks, set(),
-                                      text_counts=[int(v.sum()) for v in valid0])
-            self._record_stats()
-            self.state = None
+            self._record_stats(ForwardState(length, length, valid0, tracks, set(), text_counts=text_counts))
             return None
         embeds = embeds.clone()
-        if any(t.plan is not None and t.plan.stages and t.plan.stages[0].layer == 0 for t in tracks):
+        if any(_prunes_before_llm(t) for t in tracks):
             attention = self._layer0_attention(embeds, positions, valid0) if self.pipeline.needs_relevance else None
             for b, track in enumerate(tracks):
-                if track.plan is not None and track.plan.stages and track.plan.stages[0].layer == 0:
+                if _prunes_before_llm(track):
                     keep = self._run_stage(track, embeds[b], track.orig, track.orig,
                                            None if attention is None else attention[b])
                     track.orig, track.lm = track.orig[keep], track.lm[keep]
@@ -222,8 +220,7 @@ class PruneSession:
             n = track.orig.numel()
             track.lm = torch.arange(lm_len - n, lm_len, device=embeds.device)
         stage_layers = {s.layer for t in tracks if t.plan for s in t.plan.stages if s.layer > 0}
-        self.state = ForwardState(length, lm_len, valid, tracks, stage_layers,
-                                  text_counts=[int(v.sum()) for v in valid0])
+        self.state = ForwardState(length, lm_len, valid, tracks, stage_layers, text_counts=text_counts)
         return args, kwargs
 
     def _layer0_attention(self, embeds: torch.Tensor, positions: torch.Tensor | None,
@@ -322,8 +319,7 @@ class PruneSession:
         return args, kwargs
 
     # -- bookkeeping -------------------------------------------------------------------------------
-    def _record_stats(self) -> None:
-        state = self.state
+    def _record_stats(self, state: ForwardState) -> None:
         cfg = self.adapter.text_config
         samples = []
         for track, total in zip(state.tracks, state.text_counts):
@@ -341,6 +337,11 @@ class PruneSession:
         if not self._warned:
             warnings.warn(message, RuntimeWarning, stacklevel=4)
             self._warned = True
+
+
+def _prunes_before_llm(track: Track) -> bool:
+    """Whether this sample's first stage acts on the LLM input (layer 0)."""
+    return track.plan is not None and bool(track.plan.stages) and track.plan.stages[0].layer == 0
 
 
 def _execution_device(layer: nn.Module, hidden: torch.Tensor) -> torch.device:

@@ -38,8 +38,7 @@ class SampleStats:
                   num_layers: int, hidden_size: int, intermediate_size: int) -> SampleStats:
         """Stats of the stages that ran (``kept`` = realized counts, one per stage run)."""
         realized = [Stage(s.layer, k) for s, k in zip(stages, kept)]
-        retention = realized_retention(realized, n_visual, num_layers) if realized else \
-            {"input": 1.0, "layer_average": 1.0}
+        retention = realized_retention(realized, n_visual, num_layers)
         per_layer = visual_tokens_per_layer(realized, n_visual, num_layers)
         ratio = flops_ratio(per_layer, n_visual, n_text, hidden_size, intermediate_size)
         return cls(n_visual, n_text, segments, [(s.layer, s.keep) for s in realized], retention["input"],

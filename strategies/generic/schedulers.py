@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from prunekit.budget import Budget, fit_stage_counts
+from prunekit.budget import Budget, check_schedule, fit_stage_counts
 from prunekit.errors import BudgetError
 from prunekit.interfaces import LayerScheduler, StageConfig
 from prunekit.types import Stage
@@ -40,7 +40,7 @@ class FixedScheduler(LayerScheduler):
         layers, fractions = self.stage_layers(num_layers), list(self.config.keep_fractions)
         if budget is not None:
             return fit_stage_counts(layers, fractions, n_visual, num_layers, budget, min_keep)
-        fit_stage_counts(layers, fractions, n_visual, num_layers, Budget(1.0), min_keep)  # validates shape
+        check_schedule(layers, fractions, num_layers)
         counts = [max(min_keep, min(n_visual, math.floor(f * n_visual))) for f in fractions]
         return [Stage(layer, c) for layer, c in zip(layers, counts)]
 
@@ -96,7 +96,7 @@ class ProgressiveScheduler(LayerScheduler):
             raise BudgetError(f"layers {layers} and prune_fractions {self.config.prune_fractions} differ in length.")
         if budget is not None:
             return fit_stage_counts(layers, self.keep_fractions(), n_visual, num_layers, budget, min_keep)
-        fit_stage_counts(layers, self.keep_fractions(), n_visual, num_layers, Budget(1.0), min_keep)
+        check_schedule(layers, self.keep_fractions(), num_layers)
         stages, live = [], n_visual
         for layer, p in zip(layers, self.config.prune_fractions):
             live = max(min_keep, min(live, math.floor(live * (1.0 - p) + 1e-9)))
