@@ -194,32 +194,66 @@ def encode_chunk(job: tuple[str, int, int]) -> dict[str, np.ndarray]:
     return out
 
 
-class DevicePool:
-    """A ring buffer of encoded items on ``device``, refilled by worker processes."""
+_STAGING: dict[str, np.ndarray] | None = None  # shared-memory slots, inherited by forked workers
+_FIELDS = {"frames": ((NUM_FRAMES, SIZE, SIZE, 3), torch.uint8), "ids": ((MAX_LEN,), torch.int32),
+           "n_prompt": ((), torch.int32), "answer": ((), torch.int32), "options": ((4,), torch.int32),
+           "aux": ((4, NUM_FRAMES, GRID, GRID), torch.int8), "type": ((), torch.int8)}
 
-    def __init__(self, capacity: int, device, workers, chunk: int, split: str = "train"):
-        self.capacity, self.device, self.workers, self.chunk, self.split = capacity, device, workers, chunk, split
-        shapes = {"frames": ((NUM_FRAMES, SIZE, SIZE, 3), torch.uint8), "ids": ((MAX_LEN,), torch.int32),
-                  "n_prompt": ((), torch.int32), "answer": ((), torch.int32), "options": ((4,), torch.int32),
-                  "aux": ((4, NUM_FRAMES, GRID, GRID), torch.int8), "type": ((), torch.int8)}
-        self.data = {k: torch.empty((capacity, *s), dtype=dt, device=device) for k, (s, dt) in shapes.items()}
+
+def fill_slot(job: tuple[str, int, int, int]) -> int:
+    """Encode ``n`` items into the shared staging rows from ``row`` on (runs in worker processes).
+
+    Writing into shared memory instead of returning the arrays keeps the main process free of
+    unpickling ~200 KB per item, which is what bounded the training step before.
+    """
+    split, start, n, row = job
+    for k, v in encode_chunk((split, start, n)).items():
+        _STAGING[k][row: row + n] = v
+    return n
+
+
+class DevicePool:
+    """A ring buffer of encoded items on ``device``, refilled by worker processes.
+
+    Workers write chunks into shared-memory staging slots; the main process copies a finished slot
+    to the device and hands the slot back, so only slot numbers cross the process boundary.
+    """
+
+    def __init__(self, capacity: int, device, chunk: int, slots: int, split: str = "train"):
+        global _STAGING
+        self.capacity, self.device, self.chunk, self.split = capacity, device, chunk, split
+        self.data: dict[str, torch.Tensor] = {}
+        self.staging = {k: torch.empty((slots * chunk, *s), dtype=dt).share_memory_() for k, (s, dt) in _FIELDS.items()}
+        _STAGING = {k: v.numpy() for k, v in self.staging.items()}
+        self.free = deque(range(slots))
         self.filled = self.cursor = self.generated = 0
         self.next_start = 0
         self.inflight: deque = deque()
+        self.workers = None
 
-    def submit(self, max_inflight: int) -> None:
-        while len(self.inflight) < max_inflight:
-            self.inflight.append(self.workers.apply_async(encode_chunk, ((self.split, self.next_start, self.chunk),)))
+    def start(self, workers) -> None:
+        """Attach the worker pool (forked after the staging memory exists, before CUDA starts)."""
+        self.workers = workers
+        self.data = {k: torch.empty((self.capacity, *s), dtype=dt, device=self.device)
+                     for k, (s, dt) in _FIELDS.items()}
+
+    def submit(self) -> None:
+        while self.free:
+            slot = self.free.popleft()
+            job = (self.split, self.next_start, self.chunk, slot * self.chunk)
+            self.inflight.append((slot, self.workers.apply_async(fill_slot, (job,))))
             self.next_start += self.chunk
 
     def ingest(self, max_chunks: int = 1, block: bool = False) -> int:
         got = 0
-        while self.inflight and got < max_chunks and (block or self.inflight[0].ready()):
-            arrays = self.inflight.popleft().get()
-            n = len(arrays["type"])
-            pos = (torch.arange(n) + self.cursor) % self.capacity
-            for k, v in arrays.items():
-                self.data[k][pos.to(self.device)] = torch.from_numpy(v).to(self.device, non_blocking=False)
+        while self.inflight and got < max_chunks and (block or self.inflight[0][1].ready()):
+            slot, result = self.inflight.popleft()
+            n = result.get()
+            pos = ((torch.arange(n) + self.cursor) % self.capacity).to(self.device)
+            lo = slot * self.chunk
+            for k, v in self.staging.items():
+                self.data[k][pos] = v[lo: lo + n].to(self.device)
+            self.free.append(slot)
             self.cursor = (self.cursor + n) % self.capacity
             self.filled = min(self.capacity, self.filled + n)
             self.generated += n
@@ -268,8 +302,9 @@ def forward(model, processor, batch, drop_mask=None, length: int | None = None):
     embeds = model.get_input_embeddings()(ids)
     is_video = ids == cfg.video_token_id
     embeds = embeds.masked_scatter(is_video[..., None], feats.to(embeds.dtype))
-    if drop_mask is not None:
-        attn = attn.masked_scatter(is_video, attn[is_video] * drop_mask.reshape(-1).to(attn))
+    if drop_mask is not None:  # the k-th video token of a row takes drop_mask[row, k] (gather: no host sync)
+        order = (is_video.cumsum(1) - 1).clamp(0, drop_mask.shape[1] - 1)
+        attn = torch.where(is_video, attn * drop_mask.gather(1, order).to(attn), attn)
     hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=attn,
                                         position_ids=positions).last_hidden_state
     rows = torch.arange(len(ids), device=ids.device)[:, None]
@@ -323,20 +358,21 @@ def quick_eval(model, processor, data: dict[str, torch.Tensor], batch: int = 150
 
 def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar: Path | None = None) -> dict:
     t_start = time.time()
+    pool = DevicePool(cfg.pool_capacity, torch.device(device), cfg.chunk, slots=2 * procs + 2)
     workers = mp.get_context("fork").Pool(procs, initializer=torch.set_num_threads, initargs=(1,))  # before CUDA
+    pool.start(workers)
     torch.set_num_threads(2)  # the main process only launches kernels: no OpenMP spinning against the workers
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     torch.backends.cuda.matmul.allow_tf32 = True
     tok = build_tokenizer()
     processor = build_processor(tok)
-    pool = DevicePool(cfg.pool_capacity, device, workers, cfg.chunk)
-    pool.submit(max(2 * procs, 4))
+    pool.submit()
     val = make_set(workers, "val", cfg.eval_items, cfg.chunk, device)
     t0 = time.time()
     while pool.filled < min(cfg.pool_min, cfg.pool_capacity) and time.time() - t0 < 120:
         pool.ingest(block=True)
-        pool.submit(2 * procs)
+        pool.submit()
     print(f"data: {pool.filled} items in {time.time() - t0:.1f}s "
           f"({pool.filled / (time.time() - t0):.0f} items/s with {procs} processes)", flush=True)
 
@@ -365,7 +401,7 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
             print(f"{per_step * 1000:.1f} ms/step -> {total} steps", flush=True)
         if pool.filled < pool.capacity or step % cfg.refresh_every == 0:  # each ingest syncs the host
             pool.ingest(1)
-            pool.submit(2 * procs)
+            pool.submit()
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / total)))
         for g in opt.param_groups:
             g["lr"] = lr
