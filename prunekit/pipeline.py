@@ -8,6 +8,7 @@ their own model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -16,12 +17,19 @@ from prunekit.budget import Budget, realized_retention
 from prunekit.config import PipelineConfig
 from prunekit.errors import InvalidInputError, PrunekitError
 from prunekit.interfaces import BudgetAllocator, FrameSelector, LayerScheduler, Segmenter, TokenMerger
+from prunekit.ops import dpp_triton
+from prunekit.ops.nosync import to_device
 from prunekit.types import MergeMap, Segments, SelectionContext, Stage, VideoLayout
 
 
 @dataclass
 class SamplePlan:
-    """Per-sample state: the segments, the exact stages and which visual ids are still alive."""
+    """Per-sample state: the segments, the exact stages and which visual ids are still alive.
+
+    Token counts live on the host (``live_sizes``), indices on the device, so stages inside the LLM
+    never wait for the GPU; contract checks on device values are queued in ``checks`` and read
+    together by `verify`.
+    """
 
     layout: VideoLayout
     segments: Segments
@@ -29,7 +37,20 @@ class SamplePlan:
     stages: list[Stage]
     live: torch.Tensor  # [n] visual ids alive now, sorted
     frame_segment: torch.Tensor  # [F] segment of each frame, on the features' device
+    live_sizes: list[int] | None = None  # live tokens per segment (None: not yet counted after a merge)
     kept_per_stage: list[int] = field(default_factory=list)
+    checks: list[tuple[torch.Tensor, Callable[[], str]]] = field(default_factory=list)
+
+    def verify(self) -> None:
+        """Read every queued check at once (one host sync); raise the first failure's message."""
+        pending, self.checks = self.checks, []
+        dpp_triton.check_error_flags()
+        if not pending:
+            return
+        ok = torch.stack([flag.to(pending[0][0].device).reshape(()) for flag, _ in pending]).tolist()
+        for passed, (_, message) in zip(ok, pending):
+            if not passed:
+                raise PrunekitError(message())
 
 
 @dataclass(frozen=True)
@@ -101,8 +122,9 @@ class Pipeline:
         else:
             stages = self.scheduler.plan(n, num_layers, self.budget, min_keep=len(segments))
         stages = [s for s in stages if s.keep < n]
+        per_segment = [(end - start) * layout.tokens_per_frame for start, end in segments.bounds]
         return SamplePlan(layout, segments, seg_feats, stages, torch.arange(n, device=features.device),
-                          segments.segment_of_frame().to(features.device))
+                          to_device(segments.segment_of_frame().tolist(), features.device), per_segment)
 
     def step(self, plan: SamplePlan, index: int, features: torch.Tensor,
              attention: torch.Tensor | None = None) -> StepResult:
@@ -118,21 +140,26 @@ class Pipeline:
             raise InvalidInputError(f"stage {index} got {features.shape[0]} feature rows for {n} live tokens.")
         relevance = _minmax(attention) if attention is not None else None
         merge = MergeMap.empty()
-        candidates = torch.arange(n, device=features.device)
+        candidates = None  # indices into the live set; None = all of it
         if stage.layer == 0 and self.merger is not None and n == plan.layout.num_visual:
             extra = {"relevance": relevance} if self.merger.needs_relevance else {}
             kept, merge = self.merger.merge(features.view(plan.layout.num_frames, plan.layout.tokens_per_frame, -1),
                                             plan.layout, plan.segments, stage.keep, **extra)
-            candidates = kept.to(features.device)
-            features = merge.apply(features)
-        if candidates.numel() > stage.keep:
-            chosen = self._select(plan, index, candidates, features[candidates],
-                                  None if relevance is None else relevance[candidates], stage.keep)
-            candidates = candidates[chosen]
-        keep = torch.sort(candidates).values
-        plan.live = plan.live[keep]
-        plan.kept_per_stage.append(int(keep.numel()))
-        return StepResult(keep=keep, merge=merge)
+            candidates = torch.sort(kept.to(features.device)).values
+            features = merge.apply(features)[candidates]
+            relevance = None if relevance is None else relevance[candidates]
+            # how many tokens each segment kept depends on the data: count once, before the LLM runs
+            seg = plan.frame_segment[plan.layout.frame_of(candidates)]
+            plan.live_sizes = torch.bincount(seg, minlength=len(plan.segments)).tolist()
+        ids = plan.live if candidates is None else plan.live[candidates]
+        if ids.numel() > stage.keep:
+            chosen = self._select(plan, index, ids, features, relevance, stage.keep)
+            candidates = chosen if candidates is None else candidates[chosen]
+        elif candidates is None:
+            candidates = torch.arange(n, device=features.device)
+        plan.live = plan.live[candidates]
+        plan.kept_per_stage.append(int(candidates.numel()))
+        return StepResult(keep=candidates, merge=merge)
 
     def simulate(self, features: torch.Tensor, layout: VideoLayout, num_layers: int,
                  attention: torch.Tensor | None = None) -> Simulation:
@@ -146,40 +173,45 @@ class Pipeline:
             feats = result.merge.apply(feats)[result.keep]
             attn = None if attn is None else attn[result.keep]
             kept.append(plan.live.clone())
+        plan.verify()
         retention = realized_retention(plan.stages, layout.num_visual, num_layers) if plan.stages else {
             "input": 1.0, "layer_average": 1.0}
         return Simulation(plan.segments, plan.stages, kept, retention)
 
     # -- internals --------------------------------------------------------------------------
-    def _select(self, plan: SamplePlan, index: int, candidates: torch.Tensor, features: torch.Tensor,
+    def _select(self, plan: SamplePlan, index: int, ids: torch.Tensor, features: torch.Tensor,
                 relevance: torch.Tensor | None, keep_total: int) -> torch.Tensor:
-        """Split ``keep_total`` over segments and run the selector in each; indices into candidates."""
+        """Split ``keep_total`` over segments and run the selector in each; sorted indices into ``ids``.
+
+        Live ids are sorted and frame-major and segments are runs of frames, so each segment's tokens
+        are one contiguous slice: no grouping, and every count is known on the host.
+        """
         layout = plan.layout
-        ids = plan.live[candidates]
-        frames = layout.frame_of(ids)
-        seg = plan.frame_segment.to(ids.device)[frames]
-        sizes = torch.bincount(seg, minlength=len(plan.segments)).tolist()
+        sizes = plan.live_sizes
         counts = self.allocator.allocate(sizes, keep_total, plan.segment_features)
         _check_counts(self.allocator, counts, sizes, keep_total)
         stage = plan.stages[index]
         llm_stage = sum(1 for s in plan.stages[:index] if s.layer > 0) if stage.layer > 0 else -1
         generator = torch.Generator().manual_seed(self.config.seed * 1009 + index)
-        members, feats, keeps, contexts = [], [], [], []
-        grouped = torch.split(torch.argsort(seg, stable=True), sizes)  # one sort instead of a host sync per segment
-        for g, count in enumerate(counts):
-            member = grouped[g]
-            if count == 0 or member.numel() == 0:
-                continue
-            members.append(member)
-            feats.append(features[member])
-            keeps.append(count)
-            contexts.append(SelectionContext(
-                frame=frames[member], position=layout.position_of(ids[member]), grid=layout.grid,
-                relevance=None if relevance is None else relevance[member], generator=generator,
-                layer=stage.layer, llm_stage=llm_stage))
-        picks = [torch.as_tensor(p, dtype=torch.long) for p in self.selector.select_segments(feats, keeps, contexts)]
-        flat = _flatten_picks(self.selector, picks, keeps, [m.numel() for m in members])
-        return torch.sort(torch.cat(members)[flat.to(members[0].device)]).values
+        frames, positions = layout.frame_of(ids), layout.position_of(ids)
+        starts, feats, keeps, contexts, used = [], [], [], [], []
+        start = 0
+        for size, count in zip(sizes, counts):
+            part = slice(start, start + size)
+            if count > 0:
+                starts.append(start)
+                used.append(size)
+                feats.append(features[part])
+                keeps.append(count)
+                contexts.append(SelectionContext(
+                    frame=frames[part], position=positions[part], grid=layout.grid,
+                    relevance=None if relevance is None else relevance[part], generator=generator,
+                    layer=stage.layer, llm_stage=llm_stage))
+            start += size
+        picks = self.selector.select_segments(feats, keeps, contexts)
+        chosen = _flatten_picks(self.selector, plan, picks, keeps, used, starts, features.device)
+        plan.live_sizes = counts
+        return torch.sort(chosen).values
 
 
 def _minmax(x: torch.Tensor) -> torch.Tensor:
@@ -208,26 +240,30 @@ def _check_counts(allocator: BudgetAllocator, counts: list[int], sizes: list[int
             f"total {total}: counts must sum to the total and fit each segment.")
 
 
-def _flatten_picks(selector: FrameSelector, picks: list[torch.Tensor], keeps: list[int],
-                   sizes: list[int]) -> torch.Tensor:
-    """Concatenate per-segment picks into indices of the concatenated members, checking the contract
-    (exact count, distinct, in range) with one host read for all segments instead of several each."""
+def _flatten_picks(selector: FrameSelector, plan: SamplePlan, picks: list[torch.Tensor], keeps: list[int],
+                   sizes: list[int], starts: list[int], device: torch.device) -> torch.Tensor:
+    """Per-segment picks as one index tensor into the live set.
+
+    Counts are checked at once (host values); distinctness and range are device values, so that
+    check is queued on the plan (`SamplePlan.verify`) instead of stopping the GPU here.
+    """
     name = selector.config.name
     for g, (pick, keep) in enumerate(zip(picks, keeps)):
         if pick.numel() != keep:
             raise PrunekitError(f"frame selector {name!r} returned {pick.numel()} indices for segment {g}, "
                                 f"which must keep exactly {keep}.")
-    device = picks[0].device
-    offsets = torch.tensor([0, *sizes[:-1]], device=device).cumsum(0)
-    bounds = torch.tensor(sizes, device=device)
-    counts = torch.tensor(keeps, device=device)
-    local = torch.cat([p.to(device) for p in picks])  # all picks already share a device in practice
-    segment = torch.repeat_interleave(torch.arange(len(picks), device=device), counts)
-    in_range = (local >= 0) & (local < bounds[segment])
-    flat = local + offsets[segment]
+    local = torch.cat([torch.as_tensor(p, dtype=torch.long).to(device, non_blocking=True) for p in picks])
+    repeats, total = to_device(keeps, device), sum(keeps)
+    offsets = torch.repeat_interleave(to_device(starts, device), repeats, output_size=total)
+    bounds = torch.repeat_interleave(to_device(sizes, device), repeats, output_size=total)
+    flat = local + offsets
+    in_range = ((local >= 0) & (local < bounds)).all()
     # segments occupy disjoint ranges, so per-segment distinctness is global distinctness
-    if not bool(in_range.all()) or torch.unique(flat).numel() != flat.numel():
-        raise PrunekitError(
-            f"frame selector {name!r} must return distinct indices in [0, segment size) for every segment; "
-            f"got {[p.tolist() for p in picks]} for sizes {sizes}.")
+    distinct = (torch.sort(flat).values.diff() != 0).all()
+
+    def message() -> str:
+        return (f"frame selector {name!r} must return distinct indices in [0, segment size) for every segment; "
+                f"got {[torch.as_tensor(p).tolist() for p in picks]} for sizes {sizes}.")
+
+    plan.checks.append((in_range & distinct, message))
     return flat

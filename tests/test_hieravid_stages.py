@@ -149,7 +149,7 @@ def test_mv_scores_of_identical_segments_favour_the_last() -> None:
 def test_mv_allocator_shifts_budget_toward_high_mv_segments_and_sums_exactly() -> None:
     # z = [-1.149, 1.289, -0.139]; ratios 0.3 + 0.1 z = [0.185, 0.429, 0.286] of 100 tokens each;
     # floors 18 + 42 + 28 = 88, the two units left go to the largest remainders (.885, .606)
-    counts = MVOffsetAllocator().allocate([100, 100, 100], 90, torch.stack([E1, E1, E2]))
+    counts = MVOffsetAllocator().allocate([100, 100, 100], 90, mv_scores(torch.stack([E1, E1, E2]), 0.5))
     assert counts == [18, 43, 29]
 
 
@@ -157,14 +157,23 @@ def test_mv_allocator_shifts_budget_toward_high_mv_segments_and_sums_exactly() -
                                               ([1000, 3, 3, 3, 3], 11), ([640], 17)])
 def test_mv_allocator_counts_sum_exactly_within_bounds(sizes: list[int], total: int) -> None:
     feats = torch.randn(len(sizes), 8, generator=torch.Generator().manual_seed(len(sizes)))
-    counts = MVOffsetAllocator().allocate(sizes, total, feats)
+    counts = MVOffsetAllocator().allocate(sizes, total, mv_scores(feats, 0.5))
     assert sum(counts) == total
     assert all(1 <= c <= s for c, s in zip(counts, sizes, strict=True))
 
 
+def test_mv_allocator_summary_is_the_mv_of_segment_means_on_the_host() -> None:
+    feats = torch.randn(6, 4, 8, generator=torch.Generator().manual_seed(0))
+    segments = Segments((0, 2, 5), 6)
+    means = torch.stack([feats[a:b].mean((0, 1)) for a, b in segments.bounds])
+    summary = MVOffsetAllocator(k=0.3).summarize(feats, segments)
+    assert summary.device.type == "cpu"
+    assert torch.allclose(summary, mv_scores(means, 0.3), atol=1e-6)
+
+
 def test_mv_allocator_clamps_ratios() -> None:
     # with a huge scale, the low-MV segment would go negative: it is clamped to min_ratio (5%)
-    counts = MVOffsetAllocator(scale=10.0).allocate([100, 100, 100], 90, torch.stack([E1, E1, E2]))
+    counts = MVOffsetAllocator(scale=10.0).allocate([100, 100, 100], 90, mv_scores(torch.stack([E1, E1, E2]), 0.5))
     assert sum(counts) == 90
     assert counts[0] == min(counts) and counts[0] >= 1
 

@@ -38,7 +38,7 @@ from prunekit.testing import (
     segmentations,
     simulate_or_refuse,
 )
-from prunekit.types import SelectionContext
+from prunekit.types import Segments, SelectionContext
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
@@ -279,7 +279,9 @@ def test_allocators_split_the_stage_count_exactly(data: st.DataObject, name: str
     """Allocation: per-segment counts sum exactly to the stage total and each is in [1, live size]."""
     sizes = data.draw(st.lists(st.integers(1, 2000), min_size=1, max_size=40))
     total = data.draw(st.integers(len(sizes), sum(sizes)))
-    seg_feats = data.draw(features(VideoLayout.contiguous(0, 1, (1, len(sizes)), len(sizes))))[0]
-    counts = get_registry().get("allocator", name)().allocate(sizes, total, seg_feats)
+    feats = data.draw(features(VideoLayout.contiguous(0, len(sizes), (1, 1), len(sizes))))  # one frame a segment
+    allocator = get_registry().get("allocator", name)()
+    seg_feats = allocator.summarize(feats, Segments(tuple(range(len(sizes))), len(sizes)))
+    counts = allocator.allocate(sizes, total, seg_feats)
     assert sum(counts) == total
     assert all(1 <= c <= s for c, s in zip(counts, sizes, strict=True))

@@ -10,11 +10,10 @@ whole greedy loop in one persistent kernel (`prunekit.ops.dpp_triton`) instead, 
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from prunekit.ops import dpp_triton
+from prunekit.ops.nosync import to_device
 from prunekit.ops.similarity import cosine_matrix
 
 
@@ -33,14 +32,16 @@ def greedy_map(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,
 
     Args:
         kernel: ``[B, n, n]`` PSD kernels (padded rows/cols are ignored through ``valid``).
-        keep: ``[B]`` items to select per row (``<= valid[b].sum()``).
+        keep: ``[B]`` items to select per row (``<= valid[b].sum()``); pass it on the CPU (the
+            counts are host values) to keep the GPU path free of host syncs.
         valid: ``[B, n]`` which items exist.
         fill_score: ``[B, n]`` ranking used to fill the remaining slots once the kernel is
             numerically exhausted (rank-deficient); defaults to the kernel diagonal.
         eps: marginal-gain threshold below which the greedy stops.
 
     Returns:
-        One sorted index tensor per batch row (on the CPU).
+        One sorted index tensor per batch row (on the kernel's device for the Triton path, on the
+        CPU for the torch path).
     """
     if dpp_triton.available(kernel):
         fast = _greedy_map_triton(kernel, keep, valid, fill_score, eps)
@@ -84,42 +85,55 @@ def greedy_map_torch(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tens
 
 def _greedy_map_triton(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,
                        fill_score: torch.Tensor | None, eps: float) -> list[torch.Tensor] | None:
-    """The Triton path: one kernel launch, then one synchronising copy of the picks to the host.
+    """The Triton path: one kernel launch and a vectorised fill, all on the device, no host sync.
 
-    The fill (rows the greedy left short) runs on the host and copies a row's scores only when
-    that row needs it (rare: a numerically exhausted kernel). Returns None when the fast path failed.
+    The kernel's barrier-timeout flag is queued (`dpp_triton.check_error_flags` reads it after the
+    forward); the fill still makes every row's count exact. Returns None when the launch failed.
     """
+    counts = keep.tolist()  # free when the caller passes host counts, as the selectors do
     try:
-        chosen, count, err = dpp_triton.greedy_map_triton(kernel, torch.as_tensor(keep, device=kernel.device),
+        chosen, count, err = dpp_triton.greedy_map_triton(kernel, to_device(counts, kernel.device, torch.int32),
                                                           valid.to(kernel.device), eps)
     except Exception as exc:  # noqa: BLE001 - a compiler/driver problem must not break pruning
         dpp_triton.disable(f"{type(exc).__name__}: {exc}")
         return None
-    chosen = chosen.cpu()  # the one synchronisation of the call (waits for the kernel)
-    count, err = count.cpu(), int(err.cpu())
-    if err:
-        warnings.warn("prunekit: the Triton DPP kernel could not synchronise its programs (is another kernel "
-                      "occupying the GPU?); this call falls back to the torch loop.", RuntimeWarning, stacklevel=3)
-        return None
-    keep = torch.as_tensor(keep).cpu()
-    out = []
-    for b in range(chosen.shape[0]):
-        picked = chosen[b, : int(count[b])].long()
-        missing = int(keep[b]) - picked.numel()
-        if missing > 0:
-            scores = torch.diagonal(kernel[b]) if fill_score is None else fill_score[b]
-            score = scores.float().cpu().nan_to_num(nan=float("-inf"))
-            score[~valid[b].cpu()] = float("-inf")
-            score[picked] = float("-inf")
-            # stable ranking: highest score first, lowest index on ties (as `_fill_to_count`)
-            picked = torch.cat([picked, torch.argsort(-score, stable=True)[:missing]])
-        out.append(torch.sort(picked).values)
-    return out
+    dpp_triton.note_error_flag(err)
+    scores = torch.diagonal(kernel, dim1=-2, dim2=-1) if fill_score is None else fill_score
+    return fill_on_device(chosen, count, counts, valid.to(kernel.device), scores)
+
+
+def fill_on_device(chosen: torch.Tensor, count: torch.Tensor, keep: list[int], valid: torch.Tensor,
+                   fill_score: torch.Tensor) -> list[torch.Tensor]:
+    """Complete each row's ``count[b]`` greedy picks to ``keep[b]`` with the best-scoring unpicked valid
+    items (highest score first, lowest index on ties, as `_fill_to_count`), without leaving the device.
+
+    Returns row ``b``'s ``keep[b]`` picks, sorted, as slices of one ``[B, n]`` tensor.
+    """
+    bsz, n = valid.shape
+    steps = torch.arange(chosen.shape[1], device=chosen.device)[None, :]
+    greedy = steps < count[:, None].to(chosen.device)
+    picked = torch.zeros(bsz, n + 1, dtype=torch.bool, device=chosen.device)
+    picked.scatter_(1, torch.where(greedy, chosen.long(), n), True)  # column n swallows the unused slots
+    picked = picked[:, :n]
+    order = fill_order(fill_score, ~valid.bool() | picked)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=order.device).expand(bsz, n))
+    missing = torch.as_tensor(keep, device=chosen.device) - count.to(chosen.device).long()
+    selected = picked | (rank < missing[:, None])
+    ordered = torch.sort((~selected).to(torch.uint8), dim=1, stable=True).indices
+    return [ordered[b, : keep[b]] for b in range(bsz)]
+
+
+def fill_order(score: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
+    """``[..., n]`` order in which items fill the slots the greedy left: highest score first, lowest
+    index on ties, NaN scores after every number, and ``excluded`` items (picked or invalid) last."""
+    key = score.float().nan_to_num(nan=float("-inf"), posinf=float("inf"))
+    order = torch.argsort(-key, dim=-1, stable=True)
+    return order.gather(-1, torch.argsort(excluded.gather(-1, order).to(torch.uint8), dim=-1, stable=True))
 
 
 def _fill_to_count(chosen: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,
                    fill_score: torch.Tensor) -> list[torch.Tensor]:
-    """Complete each row's greedy picks with the best-scoring unpicked valid items."""
+    """Complete each row's greedy picks with the best-scoring unpicked valid items (`fill_order`)."""
     out = []
     chosen, keep, valid, fill_score = chosen.cpu(), keep.cpu(), valid.cpu(), fill_score.float().cpu()
     for b in range(chosen.shape[0]):
@@ -127,12 +141,8 @@ def _fill_to_count(chosen: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor
         picked = chosen[b][chosen[b] >= 0][:k]
         missing = k - picked.numel()
         if missing > 0:
-            score = fill_score[b].clone().nan_to_num(nan=float("-inf"))
-            score[~valid[b]] = float("-inf")
-            score[picked] = float("-inf")
-            # stable ranking: highest score first, lowest index on ties
-            order = torch.argsort(-score, stable=True)
-            extra = order[:missing]
-            picked = torch.cat([picked, extra])
+            excluded = ~valid[b].bool()
+            excluded[picked] = True
+            picked = torch.cat([picked, fill_order(fill_score[b], excluded)[:missing]])
         out.append(torch.sort(picked).values)
     return out

@@ -46,12 +46,32 @@ except Exception:  # noqa: BLE001 - any import problem means "no fast path"
     HAS_TRITON = False
 
 __all__ = ["HAS_TRITON", "available", "disable", "greedy_map_triton", "picks_as_padded", "plan_launch",
-           "LaunchPlan", "check_greedy_trace"]
+           "LaunchPlan", "check_greedy_trace", "note_error_flag", "check_error_flags"]
 
 MAX_SPIN = 1 << 22  # barrier polls before a group gives up (about a second); see module docstring
 
 
 _DISABLED: list[str] = []  # why the fast path was switched off in this process (first failure)
+_ERROR_FLAGS: list[torch.Tensor] = []  # error counters of launches not yet read back
+
+
+def note_error_flag(err: torch.Tensor) -> None:
+    """Queue a launch's error counter; `check_error_flags` reads all of them with one sync."""
+    _ERROR_FLAGS.append(err)
+
+
+def check_error_flags() -> None:
+    """Read the queued error counters; a barrier timeout switches the fast path off, with a warning.
+
+    A timed-out row's picks were completed by the fill rule, so its count is still exact, but it
+    may not be the greedy MAP selection.
+    """
+    if not _ERROR_FLAGS:
+        return
+    flags, _ERROR_FLAGS[:] = list(_ERROR_FLAGS), []
+    if any(int(f.sum()) for f in flags):
+        disable("a barrier timed out (is another kernel occupying the GPU?); the affected selections were "
+                "completed by relevance order")
 
 
 def disable(reason: str) -> None:

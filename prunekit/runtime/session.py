@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from prunekit.adapter import ModelAdapter
+from prunekit.ops.nosync import true_indices
 from prunekit.pipeline import Pipeline, SamplePlan
 from prunekit.runtime.relevance import last_query_attention
 from prunekit.runtime.sequence import gather_tokens, left_pad_index, prefill_mask, to_mask_format
@@ -137,6 +138,9 @@ class PruneSession:
         state = self.state
         if state is not None and not state.recorded:
             state.recorded = True
+            for track in state.tracks:  # the prefill's queued contract checks: one sync, after the LLM
+                if track.plan is not None:
+                    track.plan.verify()
             self._record_stats(state)
 
     def _make_layer_hook(self, index: int):  # noqa: ANN202 - a hook closure
@@ -211,7 +215,7 @@ class PruneSession:
         kwargs["position_ids"] = gather_tokens(positions, index, positions.ndim - 1)
         if isinstance(mask_in, torch.Tensor) and mask_in.ndim == 2:
             kwargs["attention_mask"] = valid.to(mask_in.dtype)
-        elif mask_in is None and (not bool(valid.all()) or cache is None):
+        elif mask_in is None and (len({t.orig.numel() for t in tracks}) > 1 or cache is None):
             kwargs["attention_mask"] = valid.long()  # also avoids the packed-sequence trap for gapped positions
         if kwargs.get("cache_position") is not None:  # transformers <= 5.3
             kwargs["cache_position"] = torch.arange(index.shape[1], device=embeds.device)
@@ -233,7 +237,8 @@ class PruneSession:
 
     def _run_stage(self, track: Track, hidden: torch.Tensor, present_pos: torch.Tensor, present_orig: torch.Tensor,
                    attention: torch.Tensor | None) -> torch.Tensor:
-        """Run the track's next stage; edit ``hidden`` in place for merges; return the kept present rows."""
+        """Run the track's next stage; edit ``hidden`` in place for merges; return the kept present rows
+        (ascending indices into ``present_orig``; their number is known on the host)."""
         plan = track.plan
         vis_orig = plan.layout.sequence_index(plan.live).to(present_orig.device)
         rows = torch.searchsorted(present_orig, vis_orig)
@@ -248,7 +253,7 @@ class PruneSession:
         keep = torch.ones(present_orig.numel(), dtype=torch.bool, device=present_orig.device)
         keep[rows] = False
         keep[rows[result.keep.to(rows.device)]] = True
-        return keep
+        return true_indices(keep, present_orig.numel() - rows.numel() + result.keep.numel())
 
     # -- prefill, inside the LLM -----------------------------------------------------------------
     def _layer_stage(self, index: int, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
@@ -269,8 +274,9 @@ class PruneSession:
                 attention = _attention_on_layer_device(self.layers[index], hidden, cos, sin, valid).to(device)
         hidden = hidden.clone()
         rows = []
+        width = valid.shape[1]
         for b, track in enumerate(state.tracks):
-            present = torch.nonzero(valid[b]).flatten()
+            present = torch.arange(width - track.orig.numel(), width, device=device)  # rows are left-padded
             due = track.plan is not None and track.next_stage < len(track.plan.stages) and \
                 track.plan.stages[track.next_stage].layer == index
             if due:
@@ -292,7 +298,7 @@ class PruneSession:
             position_ids = gather_tokens(position_ids.to(device), lm_index, position_ids.ndim - 1)
         mask_in = kwargs.get("attention_mask")
         mask = None
-        if mask_in is not None or not bool(new_valid.all()):
+        if mask_in is not None or len({r.numel() for r in rows}) > 1:  # ragged rows need a padding mask
             mask = prefill_mask(new_valid, mask_in, hidden.dtype)
         state.current = Current(new_valid, lm_index, position_embeddings, position_ids, mask)
         for layer in range(index, self.num_layers):

@@ -10,6 +10,7 @@ from pydantic import Field
 from prunekit.interfaces import BudgetAllocator, StageConfig
 from prunekit.ops.apportion import apportion
 from prunekit.ops.similarity import cosine
+from prunekit.types import Segments
 
 
 def mv_scores(segment_features: torch.Tensor, k: float) -> torch.Tensor:
@@ -44,11 +45,15 @@ class MVOffsetAllocator(BudgetAllocator):
         min_ratio: float = Field(0.05, gt=0.0, le=1.0, description="lowest keep ratio of a segment before rescaling")
         max_ratio: float = Field(0.95, gt=0.0, le=1.0, description="highest keep ratio of a segment before rescaling")
 
+    def summarize(self, features: torch.Tensor, segments: Segments) -> torch.Tensor:
+        """``[S]`` z-scored MV of each segment's mean input feature, on the CPU: computed (and read
+        back) once per sample, so the stages inside the LLM allocate without touching the GPU."""
+        return mv_scores(super().summarize(features, segments), self.config.k).cpu()
+
     def allocate(self, live_sizes: list[int], total_keep: int,
                  segment_features: torch.Tensor) -> list[int]:
         cfg = self.config
         q = total_keep / max(1, sum(live_sizes))
-        mv = mv_scores(segment_features, cfg.k)
-        ratios = (q + cfg.scale * mv).clamp(cfg.min_ratio, cfg.max_ratio)
-        weights = [r * s for r, s in zip(ratios.tolist(), live_sizes)]  # one host sync, not one per segment
+        ratios = (q + cfg.scale * segment_features.float().cpu()).clamp(cfg.min_ratio, cfg.max_ratio)
+        weights = [r * s for r, s in zip(ratios.tolist(), live_sizes)]
         return apportion(weights, total_keep, [min(1, s) for s in live_sizes], live_sizes)

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 
 from prunekit.interfaces import StageConfig, TokenMerger
+from prunekit.ops.nosync import to_device, true_indices
 from prunekit.ops.similarity import same_position_similarity
 from prunekit.types import MergeMap, Segments, VideoLayout
 
@@ -31,9 +32,8 @@ class SamePositionMerger(TokenMerger):
               keep: int) -> tuple[torch.Tensor, MergeMap]:
         num_frames, per_frame = features.shape[:2]
         sim = same_position_similarity(features)  # [F, P]
-        starts = torch.tensor(segments.starts, device=sim.device)
-        sim[starts] = float("-inf")
-        eligible = int(torch.isfinite(sim).sum())
+        sim[to_device(segments.starts, sim.device)] = float("-inf")
+        eligible = (num_frames - len(segments)) * per_frame  # every token outside segments' first frames
         remove = min(max(0, num_frames * per_frame - keep), eligible)
         flat = sim.flatten()
         # stable top-k: highest similarity first, earliest token on ties
@@ -44,6 +44,7 @@ class SamePositionMerger(TokenMerger):
         target_frame = same_position_runs(removed)  # [F, P]
         positions = torch.arange(per_frame, device=sim.device)[None].expand_as(target_frame)
         target_ids = (target_frame * per_frame + positions).flatten()
-        source = torch.nonzero(removed.flatten()).flatten()
-        kept = torch.nonzero(~removed.flatten()).flatten()
+        total = num_frames * per_frame
+        source = true_indices(removed.flatten(), remove)  # counts known here: no host sync
+        kept = true_indices(~removed.flatten(), total - remove)
         return kept, MergeMap(source=source, target=target_ids[source])

@@ -75,5 +75,4 @@ class ConditionalDPPSelector(FrameSelector):
             if r is not None:
                 rel[b, : f.shape[0]] = r.to(device).float()
         kernel = conditional_kernel(padded, rel)
-        keep = torch.tensor(keeps, device=device)
-        return greedy_map(kernel, keep, valid, fill_score=rel)
+        return greedy_map(kernel, torch.tensor(keeps), valid, fill_score=rel)  # host counts: no sync

@@ -1,0 +1,33 @@
+"""Small tensor helpers that never make the host wait for the GPU.
+
+A host synchronisation in the middle of the LLM forward stalls the CPU until every queued layer has
+finished, after which the GPU idles while Python launches the next kernels one by one. These helpers
+replace the usual culprits: ``torch.tensor(list, device="cuda")`` (a pageable copy synchronises the
+stream) and ``nonzero`` / boolean indexing (the output size must be read back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def to_device(values: Sequence[int] | Sequence[float], device: torch.device | str,
+              dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """A host list as a tensor on ``device``; on CUDA through pinned memory, without a sync."""
+    tensor = torch.tensor(values, dtype=dtype)
+    if torch.device(device).type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def true_indices(mask: torch.Tensor, count: int) -> torch.Tensor:
+    """Ascending indices of the True entries of 1-D ``mask``, which the caller knows number ``count``.
+
+    Equals ``torch.nonzero(mask).flatten()`` when ``mask`` has exactly ``count`` True entries, but
+    takes the size from the caller instead of reading it back from the device.
+    """
+    if count > mask.numel():
+        raise ValueError(f"true_indices: asked for {count} entries of a mask of {mask.numel()}.")
+    return torch.sort((~mask).to(torch.uint8), stable=True).indices[:count]

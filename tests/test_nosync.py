@@ -1,0 +1,48 @@
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from prunekit.ops.nosync import to_device, true_indices
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=300))
+def test_true_indices_equals_nonzero(bits):
+    mask = torch.tensor(bits)
+    expected = torch.nonzero(mask).flatten()
+    assert torch.equal(true_indices(mask, int(mask.sum())), expected)
+
+
+def test_true_indices_refuses_impossible_count():
+    with pytest.raises(ValueError, match="asked for 4"):
+        true_indices(torch.ones(3, dtype=torch.bool), 4)
+
+
+def test_to_device_keeps_values_and_dtype():
+    out = to_device([3, 1, 2], "cpu")
+    assert out.dtype == torch.long and out.tolist() == [3, 1, 2]
+    assert to_device([0.5], "cpu", torch.float32).dtype == torch.float32
+
+
+@given(st.integers(1, 4), st.integers(1, 12), st.data())
+def test_fill_on_device_matches_host_fill(batch, n, data):
+    from prunekit.ops.dpp import _fill_to_count, fill_on_device
+
+    valid = torch.tensor(data.draw(st.lists(st.lists(st.booleans(), min_size=n, max_size=n), min_size=batch,
+                                            max_size=batch)))
+    valid[:, 0] = True
+    scores = torch.tensor(data.draw(st.lists(st.lists(st.sampled_from([0.0, 0.5, 1.0, float("nan")]), min_size=n,
+                                                      max_size=n), min_size=batch, max_size=batch)))
+    keep, chosen, count = [], torch.full((batch, n), -1, dtype=torch.int32), []
+    for b in range(batch):
+        items = torch.nonzero(valid[b]).flatten().tolist()
+        k = data.draw(st.integers(1, len(items)))
+        greedy = data.draw(st.permutations(items))[: data.draw(st.integers(0, k))]
+        chosen[b, : len(greedy)] = torch.tensor(greedy, dtype=torch.int32)
+        keep.append(k)
+        count.append(len(greedy))
+    count = torch.tensor(count, dtype=torch.int32)
+    got = fill_on_device(chosen, count, keep, valid, scores)
+    padded = torch.where(torch.arange(n)[None] < count[:, None].long(), chosen.long(), -1)
+    expected = _fill_to_count(padded, torch.tensor(keep), valid, scores)
+    assert [g.tolist() for g in got] == [e.tolist() for e in expected]
