@@ -26,7 +26,7 @@ def test_to_device_keeps_values_and_dtype():
 
 @given(st.integers(1, 4), st.integers(1, 12), st.data())
 def test_fill_on_device_matches_host_fill(batch, n, data):
-    from prunekit.ops.dpp import _fill_to_count, fill_on_device
+    from prunekit.ops.dpp import fill_on_device
 
     valid = torch.tensor(data.draw(st.lists(st.lists(st.booleans(), min_size=n, max_size=n), min_size=batch,
                                             max_size=batch)))
@@ -44,5 +44,18 @@ def test_fill_on_device_matches_host_fill(batch, n, data):
     count = torch.tensor(count, dtype=torch.int32)
     got = fill_on_device(chosen, count, keep, valid, scores)
     padded = torch.where(torch.arange(n)[None] < count[:, None].long(), chosen.long(), -1)
-    expected = _fill_to_count(padded, torch.tensor(keep), valid, scores)
+    expected = host_fill(padded, keep, valid, scores)
     assert [g.tolist() for g in got] == [e.tolist() for e in expected]
+
+
+def host_fill(chosen: torch.Tensor, keep: list[int], valid: torch.Tensor, score: torch.Tensor) -> list[torch.Tensor]:
+    """Reference, one row at a time in Python: greedy picks, then the best unpicked valid items by score
+    (NaN lowest), lowest index on ties; sorted."""
+    out = []
+    for b, k in enumerate(keep):
+        picked = [int(i) for i in chosen[b] if i >= 0][:k]
+        rest = [i for i in range(valid.shape[1]) if bool(valid[b, i]) and i not in picked]
+        key = [float("-inf") if torch.isnan(score[b, i]) else float(score[b, i]) for i in rest]
+        ranked = [i for _, i in sorted(zip(key, rest), key=lambda t: (-t[0], t[1]))]
+        out.append(torch.tensor(sorted(picked + ranked[: k - len(picked)])))
+    return out

@@ -56,7 +56,8 @@ def greedy_map_torch(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tens
     bsz, n, _ = kernel.shape
     kernel = kernel.float()
     device = kernel.device
-    k_max = int(keep.max()) if bsz else 0
+    keeps = keep.tolist()  # host counts (a device tensor costs one sync here)
+    k_max = max(keeps, default=0)
     rows = torch.arange(bsz, device=device)
     keep = keep.to(device)
     d2 = torch.diagonal(kernel, dim1=-2, dim2=-1).clone()  # [B, n] marginal gains
@@ -80,7 +81,7 @@ def greedy_map_torch(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tens
         d2[rows, j] = float("-inf")
     if fill_score is None:
         fill_score = torch.diagonal(kernel, dim1=-2, dim2=-1)
-    return _fill_to_count(chosen, keep, valid, fill_score)
+    return fill_on_device(chosen, (chosen >= 0).sum(1), keeps, valid.to(device), fill_score.to(device))
 
 
 def _greedy_map_triton(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,
@@ -105,7 +106,7 @@ def _greedy_map_triton(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Te
 def fill_on_device(chosen: torch.Tensor, count: torch.Tensor, keep: list[int], valid: torch.Tensor,
                    fill_score: torch.Tensor) -> list[torch.Tensor]:
     """Complete each row's ``count[b]`` greedy picks to ``keep[b]`` with the best-scoring unpicked valid
-    items (highest score first, lowest index on ties, as `_fill_to_count`), without leaving the device.
+    items (`fill_order`), without leaving the device.
 
     Returns row ``b``'s ``keep[b]`` picks, sorted, as slices of one ``[B, n]`` tensor.
     """
@@ -129,20 +130,3 @@ def fill_order(score: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
     key = score.float().nan_to_num(nan=float("-inf"), posinf=float("inf"))
     order = torch.argsort(-key, dim=-1, stable=True)
     return order.gather(-1, torch.argsort(excluded.gather(-1, order).to(torch.uint8), dim=-1, stable=True))
-
-
-def _fill_to_count(chosen: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,
-                   fill_score: torch.Tensor) -> list[torch.Tensor]:
-    """Complete each row's greedy picks with the best-scoring unpicked valid items (`fill_order`)."""
-    out = []
-    chosen, keep, valid, fill_score = chosen.cpu(), keep.cpu(), valid.cpu(), fill_score.float().cpu()
-    for b in range(chosen.shape[0]):
-        k = int(keep[b])
-        picked = chosen[b][chosen[b] >= 0][:k]
-        missing = k - picked.numel()
-        if missing > 0:
-            excluded = ~valid[b].bool()
-            excluded[picked] = True
-            picked = torch.cat([picked, fill_order(fill_score[b], excluded)[:missing]])
-        out.append(torch.sort(picked).values)
-    return out
