@@ -384,6 +384,7 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest patch-embedding conv
     tok = build_tokenizer()
     processor = build_processor(tok)
     pool.submit()
