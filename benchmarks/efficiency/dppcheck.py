@@ -94,14 +94,14 @@ def synthetic_check(device: torch.device, stages: list[tuple[int, int]], segment
         for segs in segment_counts:
             sizes, keeps = split(n_in, segs), split(n_keep, segs)
             kernel, valid, rel = random_kernels(sizes, dim, device, seed + n_in + segs)
-            keep = torch.tensor(keeps, device=device)
+            keep = torch.tensor(keeps)  # host counts, as the selectors pass them
             with backend("torch"):
                 ref = dpp_ops.greedy_map(kernel, keep, valid, fill_score=rel)
             for p in programs or [None]:
                 chosen, count, err = dpp_triton.greedy_map_triton(kernel, keep, valid, programs=p)
                 plan = dpp_triton.plan_launch(len(sizes), kernel.shape[-1], device, p)
+                fast = dpp_ops.fill_on_device(chosen, count, keeps, valid, rel)  # the shared fill rule
                 chosen = dpp_triton.picks_as_padded(chosen, count)
-                fast = dpp_ops._fill_to_count(chosen, keep, valid, rel)  # the torch path's own fill
                 same = [bool(torch.equal(a, b)) for a, b in zip(ref, fast)]
                 worst = 0.0
                 traces_ok = True
@@ -140,7 +140,7 @@ def dpp_timings(device: torch.device, stages: list[tuple[int, int]], segment_cou
         for segs in segment_counts:
             sizes, keeps = split(n_in, segs), split(n_keep, segs)
             kernel, valid, rel = random_kernels(sizes, dim, device, 1)
-            keep = torch.tensor(keeps, device=device)
+            keep = torch.tensor(keeps)
             row = {"stage": f"{n_in}->{n_keep}", "segments": segs, "steps": max(keeps)}
             args = (kernel, keep, valid)
 
