@@ -1,0 +1,23 @@
+"""`prunekit bench efficiency` end to end on the tiny CPU shape (the GPU runs use the same code)."""
+
+from __future__ import annotations
+
+import json
+
+from prunekit.cli import main
+
+
+def test_efficiency_benchmark_runs_on_cpu_and_writes_every_output(tmp_path) -> None:  # noqa: ANN001
+    out = tmp_path / "eff"
+    assert main(["bench", "efficiency", "--model-shape", "tiny", "--strategies", "hieravid-30,fastv",
+                 "--repeats", "1", "--decode-repeats", "1", "--profile-repeats", "1", "--warmup", "0",
+                 "--new-tokens", "2", "--no-progress", "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} >= {"efficiency.json", "efficiency.md", "speedup_vs_flops.png",
+                                               "ttft_breakdown.png"}
+    run = json.loads((out / "efficiency.json").read_text())["runs"][0]
+    names = [e["name"] for e in run["strategies"]]
+    assert names == ["unpruned", "hieravid-30", "fastv"]
+    hieravid = run["strategies"][1]
+    assert 0.0 < hieravid["ratios"]["flops_ratio"] < 1.0
+    assert hieravid["overhead"]["available"] and hieravid["overhead"]["total_ms"] > 0
+    assert hieravid["stats"]["samples"][0]["layer_average_retention"] <= 0.3 + 1e-9
