@@ -394,8 +394,9 @@ def profile_overhead(model: torch.nn.Module, inputs: dict, handle: Any, probes: 
 
 
 def torch_profile(model: torch.nn.Module, inputs: dict, new_tokens: int, cuda: bool, rows: int = 30) -> str:
-    """``torch.profiler`` summary of one ``generate(new_tokens)``: top ops by self CPU time, and the
-    host-sync and launch counts (what bounds a launch-bound or sync-bound region)."""
+    """``torch.profiler`` summary of one ``generate(new_tokens)``: top ops by self CPU time (and, on a
+    GPU, by GPU time), and the host-sync and launch counts (what bounds a launch-bound or sync-bound
+    region)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -407,7 +408,10 @@ def torch_profile(model: torch.nn.Module, inputs: dict, new_tokens: int, cuda: b
         "cudaStreamSynchronize", "cudaDeviceSynchronize", "aten::item", "aten::_local_scalar_dense",
         "cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "aten::nonzero", "cudaMemcpyAsync")}
     table = averages.table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=60)
-    return f"counts: {counts}\n{table}"
+    if not cuda:
+        return f"counts: {counts}\n{table}"
+    gpu = averages.table(sort_by="self_cuda_time_total", row_limit=rows // 2, max_name_column_width=60)
+    return f"counts: {counts}\nby host time:\n{table}\nby GPU time:\n{gpu}"
 
 
 def _finish_ratios(record: dict[str, Any]) -> None:
