@@ -7,11 +7,13 @@ of the first word. ``keep=`` drops visual tokens by hand before the
 language model (original positions kept), for checks that do not use the prunekit runtime.
 
     python -m benchmarks.synthetic.evaluate [--split test] [--model-dir DIR] [--drop random --retain 0.1]
+    python -m benchmarks.synthetic.evaluate --preset hieravid-10          # through prunekit.apply
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -181,13 +183,22 @@ def main(argv=None) -> None:
     p.add_argument("--model-dir", default=None)
     p.add_argument("--drop", choices=sorted(DROPS), default=None, help="manual pre-LLM token drop")
     p.add_argument("--retain", type=float, default=0.1)
+    p.add_argument("--preset", default=None, help="prune with this prunekit preset (prunekit.apply)")
+    p.add_argument("--budget", type=float, default=None, help="the preset's layer-averaged budget (default: its own)")
     p.add_argument("--json", default=None, help="write the result here")
     args = p.parse_args(argv)
+    if args.preset and args.drop:
+        p.error("--preset and --drop are alternatives: pick one")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model, processor = load_tiny(model_dir=args.model_dir)
     items = ensure_split(args.split, args.n)
     keep = DROPS[args.drop](args.retain) if args.drop else None
-    res = evaluate(model, processor, items, keep=keep, progress=True)
+    with contextlib.ExitStack() as stack:
+        if args.preset:
+            import prunekit
+
+            stack.enter_context(prunekit.apply(model, args.preset, budget=args.budget))
+        res = evaluate(model, processor, items, keep=keep, progress=True)
     print(res.table())
     if args.json:
         with open(args.json, "w") as f:
