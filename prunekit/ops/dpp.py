@@ -118,7 +118,7 @@ def fill_on_device(chosen: torch.Tensor, count: torch.Tensor, keep: list[int], v
     picked = picked[:, :n]
     order = fill_order(fill_score, ~valid.bool() | picked)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=order.device).expand(bsz, n))
-    missing = torch.as_tensor(keep, device=chosen.device) - count.to(chosen.device).long()
+    missing = to_device(keep, chosen.device) - count.to(chosen.device).long()  # pinned copy: no sync
     selected = picked | (rank < missing[:, None])
     ordered = torch.sort((~selected).to(torch.uint8), dim=1, stable=True).indices
     return [ordered[b, : keep[b]] for b in range(bsz)]
