@@ -21,3 +21,19 @@ def test_efficiency_benchmark_runs_on_cpu_and_writes_every_output(tmp_path) -> N
     assert 0.0 < hieravid["ratios"]["flops_ratio"] < 1.0
     assert hieravid["overhead"]["available"] and hieravid["overhead"]["total_ms"] > 0
     assert hieravid["stats"]["samples"][0]["layer_average_retention"] <= 0.3 + 1e-9
+
+
+def test_merge_keeps_every_run_and_writes_one_report(tmp_path) -> None:  # noqa: ANN001
+    from prunekit.benchmarks.efficiency import merge
+
+    runs = []
+    for shape, frames in (("tiny", "4"), ("tiny", "8")):
+        out = tmp_path / f"{shape}-{frames}"
+        assert main(["bench", "efficiency", "--model-shape", shape, "--frames", frames, "--strategies", "fastv",
+                     "--repeats", "1", "--decode-repeats", "1", "--profile-repeats", "1", "--warmup", "0",
+                     "--new-tokens", "2", "--no-progress", "--out", str(out)]) == 0
+        runs.append(out / "efficiency.json")
+    assert merge.main([str(tmp_path / "merged"), *map(str, runs), "--note", "two runs"]) == 0
+    merged = json.loads((tmp_path / "merged" / "efficiency.json").read_text())
+    assert [r["frames"] for r in merged["runs"]] == [4, 8] and merged["note"] == "two runs"
+    assert (tmp_path / "merged" / "efficiency.md").read_text().count("### tiny") == 2
