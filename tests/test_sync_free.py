@@ -2,9 +2,10 @@
 
 A CPU run cannot see synchronisations directly, so this counts the operators whose output size or
 value must be read back from the device (``nonzero``, ``.item()``, boolean masks, ``unique``...)
-while the decoder-layer hooks run. On a GPU each of them would stall the host until every queued
-layer had finished. (Host copies such as ``.tolist()`` do not dispatch on the CPU; the GPU
-benchmark's profile counts those: ``prunekit bench efficiency``.)
+or that copy a host scalar to it (``x[index] = scalar``) while the decoder-layer hooks run. On a
+GPU each of them would stall the host until every queued layer had finished. (Host copies such as
+``.tolist()`` do not dispatch on the CPU; the GPU benchmark's profile counts those: ``prunekit
+bench efficiency``.)
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class ReadBackCounter(TorchDispatchMode):
             self.seen.append(str(func))
         elif packet is aten.repeat_interleave and kwargs.get("output_size") is None and len(args) == 1:
             self.seen.append(str(func))
+        elif packet in (aten.index_put, aten.index_put_) and len(args) > 2 and args[2].dim() == 0:
+            self.seen.append(str(func) + " (x[index] = scalar copies the scalar to the device)")
         elif packet is aten.index and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
                                           for i in (args[1] if len(args) > 1 else [])):
             self.seen.append(str(func) + " (boolean mask)")

@@ -78,7 +78,7 @@ def greedy_map_torch(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tens
         e = torch.where(ok[:, None], e, torch.zeros_like(e))
         chol[:, step] = e
         d2 = d2 - e.square()
-        d2[rows, j] = float("-inf")
+        d2.scatter_(1, j[:, None], float("-inf"))  # scalar scatter: no host copy
     if fill_score is None:
         fill_score = torch.diagonal(kernel, dim1=-2, dim2=-1)
     return fill_on_device(chosen, (chosen >= 0).sum(1), keeps, valid.to(device), fill_score.to(device))

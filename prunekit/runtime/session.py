@@ -251,8 +251,8 @@ class PruneSession:
         if len(result.merge):
             hidden[positions] = result.merge.apply(feats).to(hidden.dtype)
         keep = torch.ones(present_orig.numel(), dtype=torch.bool, device=present_orig.device)
-        keep[rows] = False
-        keep[rows[result.keep.to(rows.device)]] = True
+        keep.index_fill_(0, rows, False)  # index_fill_, not keep[rows] = ...: a scalar index_put copies (and syncs)
+        keep.index_fill_(0, rows[result.keep.to(rows.device)], True)
         return true_indices(keep, present_orig.numel() - rows.numel() + result.keep.numel())
 
     # -- prefill, inside the LLM -----------------------------------------------------------------

@@ -32,14 +32,14 @@ class SamePositionMerger(TokenMerger):
               keep: int) -> tuple[torch.Tensor, MergeMap]:
         num_frames, per_frame = features.shape[:2]
         sim = same_position_similarity(features)  # [F, P]
-        sim[to_device(segments.starts, sim.device)] = float("-inf")
+        sim.index_fill_(0, to_device(segments.starts, sim.device), float("-inf"))  # index_fill_: no sync
         eligible = (num_frames - len(segments)) * per_frame  # every token outside segments' first frames
         remove = min(max(0, num_frames * per_frame - keep), eligible)
         flat = sim.flatten()
         # stable top-k: highest similarity first, earliest token on ties
         order = torch.argsort(-flat, stable=True)[:remove]
         removed = torch.zeros_like(flat, dtype=torch.bool)
-        removed[order] = True
+        removed.index_fill_(0, order, True)
         removed = removed.view(num_frames, per_frame)
         target_frame = same_position_runs(removed)  # [F, P]
         positions = torch.arange(per_frame, device=sim.device)[None].expand_as(target_frame)

@@ -57,7 +57,7 @@ class MergePlan:
         if assign is None:
             return
         other = torch.ones(len(group), dtype=torch.bool, device=group.rep.device)
-        other[kept] = False
+        other.index_fill_(0, kept, False)
         other &= assign >= 0
         self._fold(group.members[other], rep[assign[other]])
 

@@ -43,7 +43,7 @@ def limit_static(scores: list[torch.Tensor], widths: list[int], tau: float,
     order = cand[torch.argsort(-flat[cand], stable=True)]
     take = order[torch.cumsum(cost[order], 0) <= max_removed]
     mask = torch.zeros_like(flat, dtype=torch.bool)
-    mask[take] = True
+    mask.index_fill_(0, take, True)
     return list(mask.split([s.numel() for s in scores]))
 
 

@@ -90,7 +90,7 @@ class FastVIDMerger(TokenMerger):
             kept = top_indices(scores_or_spread(relevance, ids), n_salient)
             plan.add(Group.tokens(ids, flat), kept)
             other = torch.ones(per_frame, dtype=torch.bool, device=flat.device)
-            other[kept] = False
+            other.index_fill_(0, kept, False)
             other = ids[other]
             if n_context:
                 score, _ = density_peaks(flat[other], cfg.knn)

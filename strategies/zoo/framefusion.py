@@ -81,7 +81,7 @@ class CascadedSimilarityMerger(TokenMerger):
         stop = count == 0 or count >= budget or count < cfg.ratio_lower_bound * int(live.sum())
         if count > budget:
             above = torch.zeros_like(above)
-            above.view(-1)[top_indices(sim.flatten(), budget)] = True
+            above.view(-1).index_fill_(0, top_indices(sim.flatten(), budget), True)
         if count:
             self._fold(feats, live, above)
         return above, stop

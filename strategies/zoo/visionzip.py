@@ -54,7 +54,7 @@ class VisionZipMerger(TokenMerger):
         dominant_num = int(quota * self.config.dominant_ratio)
         dominant = top_indices(score, dominant_num)
         rest = torch.ones(len(group), dtype=torch.bool, device=score.device)
-        rest[dominant] = False
+        rest.index_fill_(0, dominant, False)
         rest = torch.nonzero(rest).flatten()  # remaining units, in sequence order
         targets = contextual_targets(quota - dominant_num, rest.numel(), score.device)
         plan.add(group, dominant)
