@@ -13,14 +13,9 @@ from prunekit.types import VideoLayout
 
 def video_runs(mask: torch.Tensor) -> list[tuple[int, int]]:
     """``[(start, end), ...]`` of the contiguous True runs in a 1-D bool mask."""
-    idx = torch.nonzero(mask).flatten().tolist()
-    runs: list[tuple[int, int]] = []
-    for i in idx:
-        if runs and runs[-1][1] == i:
-            runs[-1] = (runs[-1][0], i + 1)
-        else:
-            runs.append((i, i + 1))
-    return runs
+    padded = torch.nn.functional.pad(mask.to(torch.int8).flatten(), (1, 1))
+    edges = torch.nonzero(padded.diff() != 0).flatten().tolist()  # alternating run starts and ends
+    return list(zip(edges[0::2], edges[1::2]))
 
 
 def stack_layouts(frames: list[torch.Tensor], grid: tuple[int, int], seq_len: int,

@@ -6,6 +6,7 @@ Stages speak in *visual token ids*: the flat, frame-major index ``f * P + p`` of
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -54,6 +55,18 @@ class VideoLayout:
         end = offset + num_frames * per_frame
         layout = torch.arange(end, end + trailing_layout_tokens)
         return cls(token_index=index, grid=grid, seq_len=seq_len, layout_index=layout)
+
+    def to(self, device: torch.device | str) -> VideoLayout:
+        """This layout with its token index table on ``device``.
+
+        Moving changes no value, so the copy skips `__post_init__`'s checks, which would read the
+        table back from the device (two host syncs per sample).
+        """
+        if self.token_index.device == torch.device(device):
+            return self
+        moved = copy.copy(self)
+        object.__setattr__(moved, "token_index", self.token_index.to(device))
+        return moved
 
     @property
     def num_frames(self) -> int:

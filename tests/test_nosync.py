@@ -59,3 +59,27 @@ def host_fill(chosen: torch.Tensor, keep: list[int], valid: torch.Tensor, score:
         ranked = [i for _, i in sorted(zip(key, rest), key=lambda t: (-t[0], t[1]))]
         out.append(torch.tensor(sorted(picked + ranked[: k - len(picked)])))
     return out
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=200))
+def test_video_runs_equals_a_python_scan(bits):
+    from prunekit.adapters.llava_onevision import video_runs
+
+    expected: list[tuple[int, int]] = []
+    for i, bit in enumerate(bits):
+        if bit and expected and expected[-1][1] == i:
+            expected[-1] = (expected[-1][0], i + 1)
+        elif bit:
+            expected.append((i, i + 1))
+    assert video_runs(torch.tensor(bits)) == expected
+
+
+def test_layout_to_moves_the_table_and_keeps_everything_else():
+    from prunekit import VideoLayout
+
+    layout = VideoLayout.contiguous(3, 2, (2, 2), 20, trailing_layout_tokens=1)
+    assert layout.to("cpu") is layout
+    moved = layout.to("meta")
+    assert moved.token_index.device.type == "meta" and moved.grid == layout.grid
+    assert moved.seq_len == layout.seq_len and torch.equal(moved.layout_index, layout.layout_index)
+    assert layout.token_index.device.type == "cpu"

@@ -15,7 +15,6 @@ on the unpruned length, which is exactly right for the new tokens.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,8 +180,7 @@ class PruneSession:
         if all(layout is None for layout in layouts):
             return None
         # index tables live where the embeddings are, so later stages copy nothing host-to-device
-        layouts = [None if lay is None else dataclasses.replace(
-            lay, token_index=lay.token_index.to(embeds.device)) for lay in layouts]
+        layouts = [None if lay is None else lay.to(embeds.device) for lay in layouts]
         mask_in = kwargs.get("attention_mask")
         valid0 = mask_in.bool() if isinstance(mask_in, torch.Tensor) and mask_in.ndim == 2 else \
             torch.ones(batch, length, dtype=torch.bool, device=embeds.device)
