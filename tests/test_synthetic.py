@@ -167,3 +167,38 @@ def test_bundled_model_loads_offline_and_answers(monkeypatch):
         out = model.generate(**inputs, max_new_tokens=2)
     answer = processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     assert answer.split()[0] in OBJECT_COLORS
+
+
+def test_training_only_shape_question_names_an_object_on_screen_and_stays_out_of_eval_splits():
+    from prunekit.benchmarks.synthetic import TRAINING_TYPES
+
+    for index in range(20):
+        item, clip = make_item("train", index, TRAINING_TYPES[0])
+        color = item.question.split("the ")[1].split(" object")[0]
+        shape = {name.split()[0]: name.split()[1] for name in item.meta["objects"]}[color]
+        assert item.answer_text == shape and sorted(item.options) == sorted(SHAPES)
+        assert (clip.obj_shape > 0).any(axis=(1, 2)).all()  # the objects stay on screen in every frame
+    for split in ("val", "test"):
+        with pytest.raises(ValueError, match="training-only"):
+            make_item(split, 0, TRAINING_TYPES[0])
+
+
+def test_training_only_question_uses_only_words_the_bundled_tokenizer_knows():
+    from prunekit.benchmarks.synthetic.generator import _Q
+    from prunekit.benchmarks.synthetic.train import build_tokenizer
+
+    tok = build_tokenizer()
+    ids = tok(_Q["object_shape"].format(color="red"), add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids
+    assert len(vocabulary()) == len([w for w in vocabulary() if w in tok.get_vocab()])
+
+
+def test_curriculum_share_picks_a_deterministic_fraction_of_training_items():
+    from prunekit.benchmarks.synthetic.train import curriculum_type, encode_chunk
+
+    picked = [curriculum_type(i, 0.25) is not None for i in range(4000)]
+    assert 0.22 < sum(picked) / len(picked) < 0.28
+    assert picked == [curriculum_type(i, 0.25) is not None for i in range(4000)]
+    assert not any(curriculum_type(i, 0.0) for i in range(100))
+    chunk = encode_chunk(("train", 0, 12, 1.0))
+    assert set(chunk["type"].tolist()) == {len(QUESTION_TYPES)}  # all training-only, typed after the suite's

@@ -6,10 +6,12 @@
 """
 
 from .generator import (
+    ALL_TYPES,
     NUM_FRAMES,
     OPEN_TYPES,
     QUESTION_TYPES,
     SPLIT_SEEDS,
+    TRAINING_TYPES,
     Clip,
     Item,
     item_type,
@@ -27,6 +29,7 @@ def evaluate(*args, **kwargs):
 
 
 __all__ = [
-    "NUM_FRAMES", "OPEN_TYPES", "QUESTION_TYPES", "SPLIT_SEEDS", "Clip", "Item", "item_type", "make_item",
-    "vocabulary", "build_split", "default_root", "ensure_split", "load_frames", "load_split", "evaluate",
+    "ALL_TYPES", "NUM_FRAMES", "OPEN_TYPES", "QUESTION_TYPES", "SPLIT_SEEDS", "TRAINING_TYPES", "Clip", "Item",
+    "item_type", "make_item", "vocabulary", "build_split", "default_root", "ensure_split", "load_frames",
+    "load_split", "evaluate",
 ]

@@ -45,6 +45,10 @@ QUESTION_TYPES = (
     "scene_object", "counting", "open_needle_color", "open_motion",
 )
 OPEN_TYPES = frozenset({"open_needle_color", "open_motion"})
+# Question types for training only (a curriculum), never in val or test: shape of a named object
+# that stays on screen, the easy form of the two shape questions above.
+TRAINING_TYPES = ("object_shape",)
+ALL_TYPES = QUESTION_TYPES + TRAINING_TYPES
 
 _Q = {
     "scene_count": "How many scenes does the video contain?",
@@ -54,6 +58,7 @@ _Q = {
     "motion_direction": "In which direction does the {obj} move?",
     "scene_object": "What shape is the object shown in the scene with the {bg} background?",
     "counting": "How many times does a {color} object appear?",
+    "object_shape": "What shape is the {color} object?",
 }
 
 
@@ -375,6 +380,20 @@ def _scene_object(rng):
     return c, question, options, answer, meta
 
 
+def _object_shape(rng):
+    c = _Canvas(rng, *_scenes(rng, int(rng.integers(1, 3))))
+    objs = _distinct_objects(rng, 2)
+    placed = []
+    for oc, os_ in objs:
+        size = int(rng.integers(12, 19))
+        y, x = _pos(rng, size, placed)
+        placed.append((y, x, size))
+        c.add(oc, os_, size, _static(range(NUM_FRAMES), y, x))
+    color, shape = objs[int(rng.integers(2))]
+    options, answer = _multiple_choice(rng, shape, [x for x in SHAPES if x != shape])
+    return c, _Q["object_shape"].format(color=color), options, answer, {"objects": [f"{a} {b}" for a, b in objs]}
+
+
 def _counting(rng):
     c = _Canvas(rng, *_scenes(rng, int(rng.integers(1, 3))))
     k = int(rng.integers(1, 5))
@@ -414,8 +433,9 @@ _MAKERS = {
     "scene_count": _scene_count, "event_order": _event_order, "needle_color": _needle_color,
     "needle_shape": _needle_shape, "motion_direction": _motion_direction, "scene_object": _scene_object,
     "counting": _counting, "open_needle_color": _open_needle_color, "open_motion": _open_motion,
+    "object_shape": _object_shape,
 }
-assert tuple(_MAKERS) == QUESTION_TYPES
+assert tuple(_MAKERS) == ALL_TYPES
 
 
 # --------------------------------------------------------------------------------------- public API
@@ -432,7 +452,11 @@ def make_item(split: str, index: int, qtype: str | None = None) -> tuple[Item, C
     if index < 0:
         raise ValueError(f"index must be >= 0, got {index}")
     qtype = qtype or item_type(index)
-    seed = [SPLIT_SEEDS[split], index, QUESTION_TYPES.index(qtype)]
+    if qtype not in ALL_TYPES:
+        raise ValueError(f"unknown question type {qtype!r}; use one of {ALL_TYPES}")
+    if qtype in TRAINING_TYPES and split != "train":
+        raise ValueError(f"{qtype!r} is a training-only question type; {split!r} holds only {QUESTION_TYPES}")
+    seed = [SPLIT_SEEDS[split], index, ALL_TYPES.index(qtype)]
     rng = np.random.default_rng(seed)
     canvas, question, options, answer, meta = _MAKERS[qtype](rng)
     clip = canvas.render()

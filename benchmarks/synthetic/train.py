@@ -38,6 +38,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from .generator import (  # noqa: E402
+    ALL_TYPES,
     BACKGROUND_COLORS,
     GRID,
     NUM_FRAMES,
@@ -46,6 +47,7 @@ from .generator import (  # noqa: E402
     QUESTION_TYPES,
     SHAPES,
     SIZE,
+    TRAINING_TYPES,
     make_item,
     vocabulary,
 )
@@ -75,6 +77,7 @@ class TrainConfig:
     pool_min: int = 12288  # items generated before the first step
     chunk: int = 256  # items per worker task
     refresh_every: int = 4  # once the pool is full, replace one chunk every this many steps
+    curriculum_share: float = 0.0  # share of training items that are training-only shape questions
     # architecture
     vision_hidden: int = 128
     vision_layers: int = 4
@@ -192,20 +195,32 @@ def word_id(tok, word: str) -> int:
 _TOK = None
 
 
-def encode_chunk(job: tuple[str, int, int]) -> dict[str, np.ndarray]:
-    """Items ``start .. start+n-1`` of ``split`` as arrays (runs in worker processes)."""
+def curriculum_type(index: int, share: float) -> str | None:
+    """The training-only question type replacing training item ``index`` (None: keep the suite's).
+
+    A fixed hash of the index picks about ``share`` of the items, so regenerating is deterministic.
+    """
+    return TRAINING_TYPES[0] if share > 0 and (index * 2654435761 % 2**32) / 2**32 < share else None
+
+
+def encode_chunk(job: tuple) -> dict[str, np.ndarray]:
+    """Items ``start .. start+n-1`` of ``split`` as arrays (runs in worker processes).
+
+    ``job`` is ``(split, start, n)`` or ``(split, start, n, curriculum_share)`` (training only).
+    """
     global _TOK
     if _TOK is None:
         _TOK = build_tokenizer()
     tok = _TOK
-    split, start, n = job
+    split, start, n = job[:3]
+    share = job[3] if len(job) > 3 else 0.0
     pad, end = tok.pad_token_id, tok.convert_tokens_to_ids("<|im_end|>")
     out = {"frames": np.empty((n, NUM_FRAMES, SIZE, SIZE, 3), np.uint8),
            "ids": np.full((n, MAX_LEN), pad, np.int32), "n_prompt": np.empty(n, np.int32),
            "answer": np.empty(n, np.int32), "options": np.full((n, 4), -1, np.int32),
            "aux": np.empty((n, 4, NUM_FRAMES, GRID, GRID), np.int8), "type": np.empty(n, np.int8)}
     for j in range(n):
-        item, clip = make_item(split, start + j)
+        item, clip = make_item(split, start + j, curriculum_type(start + j, share) if split == "train" else None)
         prompt = encode(tok, item.prompt)
         answer = word_id(tok, item.answer_text)
         seq = prompt + [answer, end]
@@ -217,7 +232,7 @@ def encode_chunk(job: tuple[str, int, int]) -> dict[str, np.ndarray]:
         if item.options is not None:
             out["options"][j] = [word_id(tok, o) for o in item.options]
         out["aux"][j] = np.stack([clip.obj_color, clip.obj_shape, clip.obj_size, clip.background])
-        out["type"][j] = QUESTION_TYPES.index(item.type)
+        out["type"][j] = ALL_TYPES.index(item.type)
     return out
 
 
@@ -227,14 +242,14 @@ _FIELDS = {"frames": ((NUM_FRAMES, SIZE, SIZE, 3), torch.uint8), "ids": ((MAX_LE
            "aux": ((4, NUM_FRAMES, GRID, GRID), torch.int8), "type": ((), torch.int8)}
 
 
-def fill_slot(job: tuple[str, int, int, int]) -> int:
+def fill_slot(job: tuple[str, int, int, int, float]) -> int:
     """Encode ``n`` items into the shared staging rows from ``row`` on (runs in worker processes).
 
     Writing into shared memory instead of returning the arrays keeps the main process free of
     unpickling ~200 KB per item, which is what bounded the training step before.
     """
-    split, start, n, row = job
-    for k, v in encode_chunk((split, start, n)).items():
+    split, start, n, row, share = job
+    for k, v in encode_chunk((split, start, n, share)).items():
         _STAGING[k][row: row + n] = v
     return n
 
@@ -246,9 +261,11 @@ class DevicePool:
     to the device and hands the slot back, so only slot numbers cross the process boundary.
     """
 
-    def __init__(self, capacity: int, device, chunk: int, slots: int, split: str = "train"):
+    def __init__(self, capacity: int, device, chunk: int, slots: int, split: str = "train",
+                 curriculum_share: float = 0.0):
         global _STAGING
         self.capacity, self.device, self.chunk, self.split = capacity, device, chunk, split
+        self.curriculum_share = curriculum_share
         self.data: dict[str, torch.Tensor] = {}
         self.staging = {k: torch.empty((slots * chunk, *s), dtype=dt).share_memory_() for k, (s, dt) in _FIELDS.items()}
         _STAGING = {k: v.numpy() for k, v in self.staging.items()}
@@ -267,7 +284,7 @@ class DevicePool:
     def submit(self) -> None:
         while self.free:
             slot = self.free.popleft()
-            job = (self.split, self.next_start, self.chunk, slot * self.chunk)
+            job = (self.split, self.next_start, self.chunk, slot * self.chunk, self.curriculum_share)
             self.inflight.append((slot, self.workers.apply_async(fill_slot, (job,))))
             self.next_start += self.chunk
 
@@ -404,7 +421,8 @@ def quick_eval(model, processor, data: dict[str, torch.Tensor], batch: int = 150
 
 def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar: Path | None = None) -> dict:
     t_start = time.time()
-    pool = DevicePool(cfg.pool_capacity, torch.device(device), cfg.chunk, slots=2 * procs + 2)
+    pool = DevicePool(cfg.pool_capacity, torch.device(device), cfg.chunk, slots=2 * procs + 2,
+                      curriculum_share=cfg.curriculum_share)
     workers = mp.get_context("fork").Pool(procs, initializer=torch.set_num_threads, initargs=(1,))  # before CUDA
     pool.start(workers)
     torch.set_num_threads(2)  # the main process only launches kernels: no OpenMP spinning against the workers
