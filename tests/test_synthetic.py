@@ -202,3 +202,15 @@ def test_curriculum_share_picks_a_deterministic_fraction_of_training_items():
     assert not any(curriculum_type(i, 0.0) for i in range(100))
     chunk = encode_chunk(("train", 0, 12, 1.0))
     assert set(chunk["type"].tolist()) == {len(QUESTION_TYPES)}  # all training-only, typed after the suite's
+
+
+def test_shape_probe_runs_on_the_bundled_model():
+    from prunekit.benchmarks.synthetic import probe
+    from prunekit.benchmarks.synthetic.train import build_tokenizer
+    from prunekit.tiny import load_tiny
+
+    model, processor = load_tiny()
+    tx, ty, sx, sy = probe.features(model.eval(), processor, build_tokenizer(), "scene_object", items=20, batch=10)
+    assert tx.shape[0] == ty.shape[0] > 0 and sx.shape == (20, model.config.text_config.hidden_size)
+    assert set(ty.tolist()) <= set(range(4)) and set(sy.tolist()) <= set(range(4))
+    assert 0.0 <= probe.probe_accuracy(tx, ty, steps=20) <= 1.0
