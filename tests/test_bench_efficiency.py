@@ -37,3 +37,13 @@ def test_merge_keeps_every_run_and_writes_one_report(tmp_path) -> None:  # noqa:
     merged = json.loads((tmp_path / "merged" / "efficiency.json").read_text())
     assert [r["frames"] for r in merged["runs"]] == [4, 8] and merged["note"] == "two runs"
     assert (tmp_path / "merged" / "efficiency.md").read_text().count("### tiny") == 2
+
+
+def test_sdpa_backend_can_be_pinned_and_is_recorded(tmp_path) -> None:  # noqa: ANN001
+    out = tmp_path / "eff"
+    assert main(["bench", "efficiency", "--model-shape", "tiny", "--strategies", "fastv", "--repeats", "1",
+                 "--decode-repeats", "1", "--profile-repeats", "1", "--warmup", "0", "--new-tokens", "2",
+                 "--sdpa-backend", "math", "--no-progress", "--out", str(out)]) == 0
+    result = json.loads((out / "efficiency.json").read_text())
+    assert result["environment"]["sdpa_backend"] == "math" and result["config"]["sdpa_backend"] == "math"
+    assert "SDPA kernel pinned: math" in (out / "efficiency.md").read_text()

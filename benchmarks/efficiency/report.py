@@ -26,7 +26,9 @@ def header(result: dict[str, Any]) -> str:
     env = result["environment"]
     where = env.get("gpu") or f"CPU ({env.get('cpu')}, {env.get('threads')} threads)"
     return (f"{where}; torch {env['torch']}, transformers {env['transformers']}, prunekit {env['prunekit']}"
-            f"{', triton ' + env['triton'] if env.get('triton') else ''}; {env['date']}")
+            f"{', triton ' + env['triton'] if env.get('triton') else ''}"
+            f"{'; SDPA kernel pinned: ' + env['sdpa_backend'] if env.get('sdpa_backend', 'auto') != 'auto' else ''}"
+            f"; {env['date']}")
 
 
 def run_table(run: dict[str, Any]) -> str:

@@ -65,6 +65,23 @@ class EfficiencyConfig:
     progress: bool = True
     torch_profile: int = 0
     torch_profile_only: list[str] = field(default_factory=list)
+    sdpa_backend: str = "auto"  # auto, flash, efficient, cudnn, math: pin torch's SDPA kernel for every row
+
+
+SDPA_BACKENDS = ("auto", "flash", "efficient", "cudnn", "math")
+
+
+def sdpa_context(name: str) -> Any:
+    """A context pinning torch's scaled-dot-product-attention kernel (``auto``: torch's own choice)."""
+    import contextlib
+
+    if name == "auto":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+               "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[name]
+    return sdpa_kernel(backend)
 
 
 @dataclass(frozen=True)
@@ -477,10 +494,12 @@ def run_efficiency(cfg: EfficiencyConfig, log: Any = print) -> dict[str, Any]:
     else:
         device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
-    result: dict[str, Any] = {"environment": environment(device), "config": asdict(cfg), "runs": []}
+    result: dict[str, Any] = {"environment": {**environment(device), "sdpa_backend": cfg.sdpa_backend},
+                              "config": asdict(cfg), "runs": []}
     for key in cfg.model_shapes:
         try:
-            record = run_shape(cfg, get_shape(key), device, log)
+            with sdpa_context(cfg.sdpa_backend):
+                record = run_shape(cfg, get_shape(key), device, log)
         except Exception as exc:  # noqa: BLE001 - keep the other shapes' results
             import traceback
 
@@ -559,6 +578,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also record a torch.profiler summary of one generate(TOKENS) per strategy")
     parser.add_argument("--torch-profile-only", default="", help="comma-separated strategies to profile "
                         "with --torch-profile (default: all)")
+    parser.add_argument("--sdpa-backend", default="auto", choices=SDPA_BACKENDS,
+                        help="pin torch's attention kernel for every row (e.g. to compare decode without cuDNN's "
+                        "per-shape plans)")
 
 
 def config_from_args(args: argparse.Namespace) -> EfficiencyConfig:
@@ -570,7 +592,8 @@ def config_from_args(args: argparse.Namespace) -> EfficiencyConfig:
         profile_repeats=args.profile_repeats, warmup=args.warmup, new_tokens=args.new_tokens, batch=args.batch,
         scene_frames=args.scene_frames, device=args.device, dpp_check=not args.no_dpp_check,
         dpp_bench=not args.no_dpp_bench, seed=args.seed, out=args.out, progress=not args.no_progress,
-        torch_profile=args.torch_profile, torch_profile_only=split(args.torch_profile_only))
+        torch_profile=args.torch_profile, torch_profile_only=split(args.torch_profile_only),
+        sdpa_backend=args.sdpa_backend)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -78,6 +78,7 @@ class TrainConfig:
     chunk: int = 256  # items per worker task
     refresh_every: int = 4  # once the pool is full, replace one chunk every this many steps
     curriculum_share: float = 0.0  # share of training items that are training-only shape questions
+    init: str = ""  # start from this saved model's weights (fine-tuning) instead of a random init
     # architecture
     vision_hidden: int = 128
     vision_layers: int = 4
@@ -441,7 +442,12 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
     print(f"data: {pool.filled} items in {time.time() - t0:.1f}s "
           f"({pool.filled / (time.time() - t0):.0f} items/s with {procs} processes)", flush=True)
 
-    model = build_model(tok, cfg).to(device).train()
+    model = build_model(tok, cfg)
+    if cfg.init:  # same architecture and vocabulary: take the saved weights
+        from transformers import LlavaOnevisionForConditionalGeneration
+
+        model.load_state_dict(LlavaOnevisionForConditionalGeneration.from_pretrained(cfg.init).state_dict())
+    model = model.to(device).train()
     use_fast_pooling(model)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {n_params / 1e6:.2f}M", flush=True)
