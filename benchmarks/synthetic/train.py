@@ -458,7 +458,8 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
                             lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     log = {"step": [], "loss": [], "lm_loss": [], "aux_loss": [], "eval": []}
-    log["compute_ms_per_step"] = _time_compute(model, processor, pool.sample(cfg.batch_size, gen), device)
+    log["compute_ms_per_step"] = _time_compute(model, processor, pool.sample(cfg.batch_size, gen), device,
+                                               steps=12 if device.type == "cuda" else 2)
     print(f"compute only (forward + backward, fixed batch): {log['compute_ms_per_step']:.1f} ms/step", flush=True)
     total, step, t_train, last_eval = cfg.steps, 0, time.time(), time.time()
     reserve = 30.0
