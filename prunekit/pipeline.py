@@ -131,7 +131,8 @@ class Pipeline:
         """Run stage ``index`` on the live tokens' ``features [n, D]``; update ``plan.live``.
 
         ``attention [n]`` is the raw last-query attention over the live visual tokens (needed only
-        when `needs_relevance`); it is min-max normalised here over all of them.
+        when `needs_relevance`); it is min-max normalised here over all of them. Checks on device
+        values are queued: call ``plan.verify()`` after the last stage (`simulate` and the runtime do).
         """
         stage = plan.stages[index]
         plan.live = plan.live.to(features.device)  # device_map: stages run where the layer's input lives
