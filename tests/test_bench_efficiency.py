@@ -47,3 +47,14 @@ def test_sdpa_backend_can_be_pinned_and_is_recorded(tmp_path) -> None:  # noqa: 
     result = json.loads((out / "efficiency.json").read_text())
     assert result["environment"]["sdpa_backend"] == "math" and result["config"]["sdpa_backend"] == "math"
     assert "SDPA kernel pinned: math" in (out / "efficiency.md").read_text()
+
+
+def test_sync_report_says_it_needs_a_gpu(capsys) -> None:  # noqa: ANN001
+    import torch
+
+    from prunekit.benchmarks.efficiency import syncs
+
+    if torch.cuda.is_available():  # pragma: no cover - CI has no GPU
+        return
+    assert syncs.main(["presets"]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().out
