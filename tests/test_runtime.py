@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 import torch
 
 import prunekit
 from prunekit import Budget, PipelineConfig
 from prunekit.errors import BudgetError, PrunekitError, UnsupportedModelError
+from prunekit.interfaces import FrameSelector, StageConfig
 from prunekit.modelzoo import build_model, video_inputs
 from prunekit.pipeline import Pipeline
+from prunekit.plugins import get_registry, reload_plugins
 from prunekit.runtime.relevance import last_query_attention
+from prunekit.types import SelectionContext
 from tests.reference import capture_llm_inputs, reference_generate
 
 FAMILIES = ["llava_onevision", "llava_video", "qwen2_vl", "qwen2_5_vl"]
@@ -224,3 +229,29 @@ def test_eager_attention_decodes_with_per_layer_masks(family: str) -> None:
         tokens, logits = generate(model, inputs)
     assert tokens == reference.tokens
     assert (logits - torch.stack(reference.logits)).abs().max().item() <= 1e-5
+
+
+class _RepeatingSelector(FrameSelector):
+    """Test-only broken selector: returns the right number of indices, all the same."""
+
+    class Config(StageConfig):
+        name: Literal["tests.repeating"] = "tests.repeating"
+
+    def select(self, features: torch.Tensor, keep: int, context: SelectionContext) -> torch.Tensor:
+        return torch.zeros(keep, dtype=torch.long, device=features.device)
+
+
+def test_a_selector_breaking_its_contract_inside_the_llm_is_reported_by_generate() -> None:
+    """Pick checks on device values are queued and read after the LLM: generate still raises, by name."""
+    get_registry().scoped("tests-plugin").register_stage(_RepeatingSelector)
+    try:
+        model = build_model("llava_onevision")
+        inputs = video_inputs(model, num_frames=8, seed=1).kwargs
+        config = PipelineConfig.parse({
+            "name": "broken", "segmenter": "similarity", "selector": {"name": "tests.repeating"},
+            "scheduler": {"name": "fixed", "layers": [1, 2], "keep_fractions": [0.5, 0.25]}})
+        with prunekit.apply(model, config), torch.no_grad(), \
+                pytest.raises(PrunekitError, match="'tests.repeating' must return distinct indices"):
+            model.generate(**inputs, max_new_tokens=2, do_sample=False)
+    finally:
+        reload_plugins()
