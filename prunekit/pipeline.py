@@ -37,7 +37,7 @@ class SamplePlan:
     stages: list[Stage]
     live: torch.Tensor  # [n] visual ids alive now, sorted
     frame_segment: torch.Tensor  # [F] segment of each frame, on the features' device
-    live_sizes: list[int] | None = None  # live tokens per segment (None: not yet counted after a merge)
+    live_sizes: list[int]  # live tokens per segment, on the host (recounted once after a pre-LLM merge)
     kept_per_stage: list[int] = field(default_factory=list)
     checks: list[tuple[torch.Tensor, Callable[[], str]]] = field(default_factory=list)
 

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prunekit.ops.nosync import to_device, true_indices
+from prunekit.ops.nosync import partition_indices, to_device, true_indices
 
 
 @given(st.lists(st.booleans(), min_size=1, max_size=300))
@@ -11,6 +11,8 @@ def test_true_indices_equals_nonzero(bits):
     mask = torch.tensor(bits)
     expected = torch.nonzero(mask).flatten()
     assert torch.equal(true_indices(mask, int(mask.sum())), expected)
+    kept, rest = partition_indices(mask, int(mask.sum()))
+    assert torch.equal(kept, expected) and torch.equal(rest, torch.nonzero(~mask).flatten())
 
 
 def test_true_indices_refuses_impossible_count():

@@ -35,16 +35,14 @@ def main(argv: list[str] | None = None, top: int = 45) -> int:
                   and "warnings" not in f.filename]
         counts[" <- ".join(f"{f.filename.split('/')[-1]}:{f.lineno}:{f.name}" for f in reversed(frames[-5:]))] += 1
 
-    warnings.showwarning = record
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.showwarning = record
-            torch.cuda.set_sync_debug_mode("warn")
+    with warnings.catch_warnings():  # restores the filters and showwarning on exit
+        warnings.simplefilter("always")
+        warnings.showwarning = record
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
             code = prunekit_main(list(sys.argv[1:] if argv is None else argv))
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-        warnings.showwarning = show
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
     print("== host syncs by call site (count, innermost first) ==")
     for site, n in counts.most_common(top):
         print(n, site)

@@ -194,6 +194,10 @@ def word_id(tok, word: str) -> int:
 
 
 _TOK = None
+# one encoded item: field -> (shape, dtype); the workers' arrays, the staging slots and the device pool
+_FIELDS = {"frames": ((NUM_FRAMES, SIZE, SIZE, 3), torch.uint8), "ids": ((MAX_LEN,), torch.int32),
+           "n_prompt": ((), torch.int32), "answer": ((), torch.int32), "options": ((4,), torch.int32),
+           "aux": ((4, NUM_FRAMES, GRID, GRID), torch.int8), "type": ((), torch.int8)}
 
 
 def curriculum_type(index: int, share: float) -> str | None:
@@ -204,24 +208,22 @@ def curriculum_type(index: int, share: float) -> str | None:
     return TRAINING_TYPES[0] if share > 0 and (index * 2654435761 % 2**32) / 2**32 < share else None
 
 
-def encode_chunk(job: tuple) -> dict[str, np.ndarray]:
+def encode_chunk(job: tuple[str, int, int, float]) -> dict[str, np.ndarray]:
     """Items ``start .. start+n-1`` of ``split`` as arrays (runs in worker processes).
 
-    ``job`` is ``(split, start, n)`` or ``(split, start, n, curriculum_share)`` (training only).
+    ``job`` is ``(split, start, n, curriculum_share)``; a share above 0 is for the train split only.
     """
     global _TOK
     if _TOK is None:
         _TOK = build_tokenizer()
     tok = _TOK
-    split, start, n = job[:3]
-    share = job[3] if len(job) > 3 else 0.0
+    split, start, n, share = job
     pad, end = tok.pad_token_id, tok.convert_tokens_to_ids("<|im_end|>")
-    out = {"frames": np.empty((n, NUM_FRAMES, SIZE, SIZE, 3), np.uint8),
-           "ids": np.full((n, MAX_LEN), pad, np.int32), "n_prompt": np.empty(n, np.int32),
-           "answer": np.empty(n, np.int32), "options": np.full((n, 4), -1, np.int32),
-           "aux": np.empty((n, 4, NUM_FRAMES, GRID, GRID), np.int8), "type": np.empty(n, np.int8)}
+    out = {k: torch.empty((n, *shape), dtype=dtype).numpy() for k, (shape, dtype) in _FIELDS.items()}
+    out["ids"].fill(pad)
+    out["options"].fill(-1)
     for j in range(n):
-        item, clip = make_item(split, start + j, curriculum_type(start + j, share) if split == "train" else None)
+        item, clip = make_item(split, start + j, curriculum_type(start + j, share))
         prompt = encode(tok, item.prompt)
         answer = word_id(tok, item.answer_text)
         seq = prompt + [answer, end]
@@ -238,9 +240,6 @@ def encode_chunk(job: tuple) -> dict[str, np.ndarray]:
 
 
 _STAGING: dict[str, np.ndarray] | None = None  # shared-memory slots, inherited by forked workers
-_FIELDS = {"frames": ((NUM_FRAMES, SIZE, SIZE, 3), torch.uint8), "ids": ((MAX_LEN,), torch.int32),
-           "n_prompt": ((), torch.int32), "answer": ((), torch.int32), "options": ((4,), torch.int32),
-           "aux": ((4, NUM_FRAMES, GRID, GRID), torch.int8), "type": ((), torch.int8)}
 
 
 def fill_slot(job: tuple[str, int, int, int, float]) -> int:
@@ -311,7 +310,7 @@ class DevicePool:
 
 
 def make_set(workers, split: str, n: int, chunk: int, device) -> dict[str, torch.Tensor]:
-    jobs = [(split, s, min(chunk, n - s)) for s in range(0, n, chunk)]
+    jobs = [(split, s, min(chunk, n - s), 0.0) for s in range(0, n, chunk)]
     parts = workers.map(encode_chunk, jobs)
     return {k: torch.from_numpy(np.concatenate([p[k] for p in parts])).to(device) for k in parts[0]}
 

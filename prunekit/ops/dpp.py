@@ -40,8 +40,7 @@ def greedy_map(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,
         eps: marginal-gain threshold below which the greedy stops.
 
     Returns:
-        One sorted index tensor per batch row (on the kernel's device for the Triton path, on the
-        CPU for the torch path).
+        One sorted index tensor per batch row, on the kernel's device.
     """
     if dpp_triton.available(kernel):
         fast = _greedy_map_triton(kernel, keep, valid, fill_score, eps)

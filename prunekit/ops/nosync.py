@@ -28,6 +28,13 @@ def true_indices(mask: torch.Tensor, count: int) -> torch.Tensor:
     Equals ``torch.nonzero(mask).flatten()`` when ``mask`` has exactly ``count`` True entries, but
     takes the size from the caller instead of reading it back from the device.
     """
+    return partition_indices(mask, count)[0]
+
+
+def partition_indices(mask: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ascending indices of the ``count`` True entries of 1-D ``mask`` and of its False entries,
+    from one stable sort (no host sync)."""
     if count > mask.numel():
-        raise ValueError(f"true_indices: asked for {count} entries of a mask of {mask.numel()}.")
-    return torch.sort((~mask).to(torch.uint8), stable=True).indices[:count]
+        raise ValueError(f"asked for {count} True entries of a mask of {mask.numel()}.")
+    order = torch.sort((~mask).to(torch.uint8), stable=True).indices
+    return order[:count], order[count:]

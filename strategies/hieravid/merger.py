@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 
 from prunekit.interfaces import StageConfig, TokenMerger
-from prunekit.ops.nosync import to_device, true_indices
+from prunekit.ops.nosync import partition_indices, to_device
 from prunekit.ops.similarity import same_position_similarity
 from prunekit.types import MergeMap, Segments, VideoLayout
 
@@ -44,7 +44,5 @@ class SamePositionMerger(TokenMerger):
         target_frame = same_position_runs(removed)  # [F, P]
         positions = torch.arange(per_frame, device=sim.device)[None].expand_as(target_frame)
         target_ids = (target_frame * per_frame + positions).flatten()
-        total = num_frames * per_frame
-        source = true_indices(removed.flatten(), remove)  # counts known here: no host sync
-        kept = true_indices(~removed.flatten(), total - remove)
+        source, kept = partition_indices(removed.flatten(), remove)  # counts known here: no host sync
         return kept, MergeMap(source=source, target=target_ids[source])
