@@ -16,6 +16,7 @@ class Qwen2VLAdapter(ModelAdapter):
 
     name = "qwen2_vl"
     model_classes = ("Qwen2VLForConditionalGeneration",)
+    layout_needs_positions = True
 
     def rope_position_ids(self, position_ids: torch.Tensor | None, seq_len: int,
                           batch: int, device: torch.device) -> torch.Tensor:

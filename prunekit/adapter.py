@@ -21,6 +21,8 @@ class ModelAdapter(ABC):
 
     name: ClassVar[str]
     model_classes: ClassVar[tuple[str, ...]] = ()
+    #: whether `layouts` reads ``position_ids`` (the runtime then copies them to the host first)
+    layout_needs_positions: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -61,7 +63,11 @@ class ModelAdapter(ABC):
     # -- video layout -------------------------------------------------------------------------
     @abstractmethod
     def layouts(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None) -> list[VideoLayout | None]:
-        """One layout per sample of ``input_ids [B, L]`` (None for a sample without video)."""
+        """One layout per sample of ``input_ids [B, L]`` (None for a sample without video).
+
+        The runtime passes host tensors (``position_ids`` only when `layout_needs_positions`), so
+        nothing here waits for the GPU.
+        """
 
     def describe(self) -> str:
         """One line naming the adapter and the model."""

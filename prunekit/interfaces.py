@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from prunekit.ops.nosync import to_device
 from prunekit.types import MergeMap, Segments, SelectionContext, Stage, VideoLayout
 
 if TYPE_CHECKING:
@@ -91,11 +92,12 @@ class BudgetAllocator(Component):
     def summarize(self, features: torch.Tensor, segments: Segments) -> torch.Tensor:
         """What `allocate` receives as ``segment_features``, computed once per sample from the LLM
         input embeddings ``features [F, P, D]``. Default: each segment's mean feature ``[S, D]``."""
-        seg_of_frame = segments.segment_of_frame().to(features.device)
+        seg_of_frame = to_device(segments.segment_of_frame().tolist(), features.device)
         frame_means = features.float().mean(1)  # [F, D]
         out = torch.zeros(len(segments), features.shape[-1], device=features.device)
         out.index_add_(0, seg_of_frame, frame_means)
-        return out / torch.bincount(seg_of_frame, minlength=len(segments))[:, None].float()
+        lengths = to_device([end - start for start, end in segments.bounds], features.device, torch.float32)
+        return out / lengths[:, None]
 
     @abstractmethod
     def allocate(self, live_sizes: list[int], total_keep: int,

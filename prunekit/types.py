@@ -65,7 +65,10 @@ class VideoLayout:
         if self.token_index.device == torch.device(device):
             return self
         moved = copy.copy(self)
-        object.__setattr__(moved, "token_index", self.token_index.to(device))
+        index = self.token_index
+        if torch.device(device).type == "cuda" and index.device.type == "cpu":
+            index = index.pin_memory().to(device, non_blocking=True)  # a pageable copy would sync the stream
+        object.__setattr__(moved, "token_index", index.to(device))
         return moved
 
     @property

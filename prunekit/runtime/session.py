@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from prunekit.adapter import ModelAdapter
-from prunekit.ops.nosync import true_indices
+from prunekit.ops.nosync import to_device, true_indices
 from prunekit.pipeline import Pipeline, SamplePlan
 from prunekit.runtime.relevance import last_query_attention
 from prunekit.runtime.sequence import gather_tokens, left_pad_index, prefill_mask, to_mask_format
@@ -40,6 +40,39 @@ class Track:
     lm: torch.Tensor  # [n] position in the LM-input sequence of every present token
     next_stage: int = 0
     kept: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> original indices present from it on
+
+
+@dataclass
+class CapturedInputs:
+    """The top-level model's ``input_ids`` and 2-D ``attention_mask``, copied to the host as they arrive.
+
+    The copy is queued before the vision tower, so by the time the LLM starts it has long finished and
+    reading it does not wait for the vision tower (reading the device tensors would).
+    """
+
+    ids: torch.Tensor
+    ids_host: torch.Tensor
+    mask_host: torch.Tensor | None
+    ready: torch.cuda.Event | None
+
+    @classmethod
+    def start(cls, ids: torch.Tensor, mask: Any) -> CapturedInputs:
+        """Queue the host copies of ``ids`` and ``mask`` (a non-2-D mask is not copied)."""
+        mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+        if ids.device.type != "cuda":
+            return cls(ids, ids, mask, None)
+        ids_host = torch.empty(ids.shape, dtype=ids.dtype, pin_memory=True).copy_(ids, non_blocking=True)
+        mask_host = None if mask is None else \
+            torch.empty(mask.shape, dtype=mask.dtype, pin_memory=True).copy_(mask, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+        return cls(ids, ids_host, mask_host, ready)
+
+    def on_host(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The host copies (waits for the copies only, which were queued before the vision tower)."""
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.ids_host, self.mask_host
 
 
 @dataclass
@@ -87,7 +120,7 @@ class PruneSession:
         self.model, self.adapter, self.pipeline = model, adapter, pipeline
         self.layers = adapter.layers
         self.num_layers = len(self.layers)
-        self.pending_ids: torch.Tensor | None = None
+        self.pending: CapturedInputs | None = None
         self.state: ForwardState | None = None
         self.last_stats: ForwardStats | None = None
         self.last_kept: list[dict[int, torch.Tensor]] = []
@@ -111,13 +144,13 @@ class PruneSession:
         for handle in self._hooks:
             handle.remove()
         self._hooks.clear()
-        self.state, self.pending_ids = None, None
+        self.state, self.pending = None, None
 
     # -- hooks ---------------------------------------------------------------------------------
     def _capture_ids(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
         if isinstance(ids, torch.Tensor) and ids.ndim == 2 and ids.shape[1] > 1:
-            self.pending_ids = ids
+            self.pending = CapturedInputs.start(ids, kwargs.get("attention_mask"))
 
     def _lm_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         embeds = kwargs.get("inputs_embeds")
@@ -169,25 +202,34 @@ class PruneSession:
     def _prefill(self, args: tuple, kwargs: dict, embeds: torch.Tensor, cache: Any) -> tuple[tuple, dict] | None:
         self.state = None
         self.timer.reset()
-        ids, self.pending_ids = self.pending_ids, None
+        captured, self.pending = self.pending, None
         length, batch = embeds.shape[1], embeds.shape[0]
-        if ids is None or ids.shape != embeds.shape[:2]:
+        if captured is None or tuple(captured.ids.shape) != tuple(embeds.shape[:2]):
             self._warn_once("prunekit saw no input_ids for this forward, so it cannot locate the video tokens; "
                             "call the model with input_ids (and pixel_values_videos) rather than inputs_embeds.")
             return None
         positions = kwargs.get("position_ids")
-        layouts = self.adapter.layouts(ids, positions)
+        ids_host, mask_host = captured.on_host()
+        # layouts are worked out on the host copy: reading the device ids would stop the GPU
+        layout_positions = positions.cpu() if positions is not None and self.adapter.layout_needs_positions \
+            else None
+        layouts = self.adapter.layouts(ids_host, layout_positions)
         if all(layout is None for layout in layouts):
             return None
         # index tables live where the embeddings are, so later stages copy nothing host-to-device
         layouts = [None if lay is None else lay.to(embeds.device) for lay in layouts]
         mask_in = kwargs.get("attention_mask")
-        valid0 = mask_in.bool() if isinstance(mask_in, torch.Tensor) and mask_in.ndim == 2 else \
-            torch.ones(batch, length, dtype=torch.bool, device=embeds.device)
+        if isinstance(mask_in, torch.Tensor) and mask_in.ndim == 2:
+            valid0 = mask_in.bool()
+            same = mask_host is not None and mask_host.shape == mask_in.shape
+            valid_host = (mask_host if same else mask_in.cpu()).bool()
+        else:
+            valid0 = torch.ones(batch, length, dtype=torch.bool, device=embeds.device)
+            valid_host = torch.ones(batch, length, dtype=torch.bool)
         tracks: list[Track] = []
         with self.timer("plan"):
             for b, layout in enumerate(layouts):
-                orig = torch.nonzero(valid0[b]).flatten()
+                orig = to_device(torch.nonzero(valid_host[b]).flatten().tolist(), embeds.device)
                 plan = None
                 if layout is not None:
                     feats = embeds[b, layout.token_index]

@@ -23,12 +23,13 @@ def mv_scores(segment_features: torch.Tensor, k: float) -> torch.Tensor:
     csum = feats.cumsum(0)
     earlier = torch.cat([torch.zeros_like(feats[:1]), csum[:-1]]) / idx.clamp_min(1)
     later = (csum[-1] - csum) / (count - 1 - idx).clamp_min(1)
-    a1 = cosine(feats, earlier)
-    a2 = cosine(feats, later)
-    a1[0], a2[-1] = 0.0, 0.0
+    first = torch.arange(count, device=feats.device) == 0
+    a1 = cosine(feats, earlier).masked_fill(first, 0.0)  # no earlier segments
+    a2 = cosine(feats, later).masked_fill(first.flip(0), 0.0)  # no later segments
     mv = k * a1 + (1 - k) * (1 - a2)
     std = mv.std(unbiased=False)
-    return torch.zeros_like(mv) if float(std) == 0.0 else (mv - mv.mean()) / std
+    # where, not `if float(std)`: the caller reads the result back once
+    return torch.where(std > 0, (mv - mv.mean()) / std.clamp_min(1e-30), torch.zeros_like(mv))
 
 
 class MVOffsetAllocator(BudgetAllocator):

@@ -28,6 +28,6 @@ class SimilaritySegmenter(Segmenter):
         beta: float = Field(0.4, ge=0.0, le=1.0, description="a frame with fewer unchanged tokens opens a segment")
 
     def segment(self, features: torch.Tensor, layout: VideoLayout) -> Segments:
-        scores = frame_scores(features, self.config.tau)
-        cuts = torch.nonzero(scores[1:] < self.config.beta).flatten() + 1
+        opens = (frame_scores(features, self.config.tau)[1:] < self.config.beta).cpu()  # one read-back
+        cuts = torch.nonzero(opens).flatten() + 1
         return Segments((0, *cuts.tolist()), layout.num_frames)
