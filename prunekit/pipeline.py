@@ -44,10 +44,14 @@ class SamplePlan:
     def verify(self) -> None:
         """Read every queued check at once (one host sync); raise the first failure's message."""
         pending, self.checks = self.checks, []
-        dpp_triton.check_error_flags()
-        if not pending:
+        kernel_errors = dpp_triton.take_error_flags()  # the Triton DPP's counters ride along in the same read
+        values = [flag.reshape(()) for flag, _ in pending] + [err.sum() for err in kernel_errors]
+        if not values:
             return
-        ok = torch.stack([flag.to(pending[0][0].device).reshape(()) for flag, _ in pending]).tolist()
+        device = values[0].device
+        read = torch.stack([v.to(device=device, dtype=torch.long) for v in values]).tolist()
+        ok, errors = read[: len(pending)], read[len(pending):]
+        dpp_triton.report_errors(sum(errors))
         for passed, (_, message) in zip(ok, pending):
             if not passed:
                 raise PrunekitError(message())
@@ -151,7 +155,8 @@ class Pipeline:
             relevance = None if relevance is None else relevance[candidates]
             # how many tokens each segment kept depends on the data: count once, before the LLM runs
             seg = plan.frame_segment[plan.layout.frame_of(candidates)]
-            plan.live_sizes = torch.bincount(seg, minlength=len(plan.segments)).tolist()
+            counts = torch.zeros(len(plan.segments), dtype=torch.long, device=seg.device)
+            plan.live_sizes = counts.index_add_(0, seg, torch.ones_like(seg)).tolist()  # bincount would sync twice
         ids = plan.live if candidates is None else plan.live[candidates]
         if ids.numel() > stage.keep:
             chosen = self._select(plan, index, ids, features, relevance, stage.keep)

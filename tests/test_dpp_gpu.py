@@ -149,3 +149,24 @@ def test_triton_kernel_in_the_cpu_interpreter() -> None:
     proc = subprocess.run([sys.executable, "-c", INTERPRETER_SCRIPT], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("errors", [0, 2])
+def test_plan_verify_reads_the_kernel_error_counters_with_its_own_checks(errors: int,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from prunekit.pipeline import Pipeline
+    from prunekit.types import VideoLayout
+
+    monkeypatch.setattr(dpp_triton, "_DISABLED", [])
+    monkeypatch.setattr(dpp_triton, "_ERROR_FLAGS", [])
+    feats = torch.randn(4, 9, 8)
+    plan = Pipeline.from_preset("hieravid-30").start(feats, VideoLayout.contiguous(0, 4, (3, 3), 40), 28)
+    plan.checks.append((torch.tensor(True), lambda: "never raised"))
+    dpp_triton.note_error_flag(torch.tensor([errors, 0], dtype=torch.int32))
+    if errors:
+        with pytest.warns(RuntimeWarning, match="barrier timed out"):
+            plan.verify()
+    else:
+        plan.verify()
+    assert bool(dpp_triton._DISABLED) == bool(errors)
+    assert dpp_triton._ERROR_FLAGS == [] and plan.checks == []

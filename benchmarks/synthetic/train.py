@@ -69,6 +69,7 @@ class TrainConfig:
     warmup: int = 300
     weight_decay: float = 0.05
     aux_weight: float = 0.5
+    lm_aux_weight: float = 0.0  # > 0: the same per-token labels, read from the LM's last hidden states too
     drop_aug_prob: float = 0.2
     drop_aug_max: float = 0.75
     eval_every_s: float = 90.0
@@ -327,11 +328,12 @@ def pixel_values(frames: torch.Tensor, processor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------- forward
 
 
-def forward(model, processor, batch, drop_mask=None, length: int | None = None):
+def forward(model, processor, batch, drop_mask=None, length: int | None = None, video_states: bool = False):
     """Hidden states ``[B, 2, D]`` predicting the answer word and the end token, and the visual features.
 
     The sequences are the prompt plus the answer word (right padded to ``length``, by default the
-    longest in the batch); the visual features ``[B, 257, D]`` feed the auxiliary head.
+    longest in the batch); the visual features ``[B, 257, D]`` feed the auxiliary head. With
+    ``video_states``, also the LM's last hidden states at the video tokens ``[B, 257, D]``.
     """
     cfg = model.config
     n_prompt = batch["n_prompt"].long()
@@ -353,6 +355,8 @@ def forward(model, processor, batch, drop_mask=None, length: int | None = None):
                                         position_ids=positions).last_hidden_state
     rows = torch.arange(len(ids), device=ids.device)[:, None]
     at = torch.stack([n_prompt - 1, n_prompt], dim=1)  # [B, 2]: before the answer word, on it
+    if video_states:  # every prompt has the same video block, so the masked rows reshape evenly
+        return hidden[rows, at], feats, hidden[is_video].view(len(ids), -1, hidden.shape[-1])
     return hidden[rows, at], feats
 
 
@@ -451,7 +455,9 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {n_params / 1e6:.2f}M", flush=True)
     aux_head = torch.nn.Linear(cfg.text_hidden, sum(AUX_CLASSES)).to(device)
-    params = list(model.parameters()) + list(aux_head.parameters())
+    lm_aux_head = torch.nn.Linear(cfg.text_hidden, sum(AUX_CLASSES)).to(device)  # used when lm_aux_weight > 0
+    params = list(model.parameters()) + list(aux_head.parameters()) + \
+        (list(lm_aux_head.parameters()) if cfg.lm_aux_weight > 0 else [])
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
@@ -480,12 +486,15 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
         batch = pool.sample(cfg.batch_size, gen)
         keep = drop_mask(batch, cfg, gen) if cfg.drop_aug_prob > 0 else None
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            last, feats = forward(model, processor, batch, drop_mask=keep, length=MAX_LEN)  # fixed: no sync
+            last, feats, *states = forward(model, processor, batch, drop_mask=keep, length=MAX_LEN,  # fixed: no sync
+                                           video_states=cfg.lm_aux_weight > 0)
             logits = model.lm_head(last).float()  # [B, 2, V]
             end = torch.full_like(batch["answer"], tok.eos_token_id)
             lm_loss = F.cross_entropy(logits.flatten(0, 1), torch.stack([batch["answer"], end], 1).long().flatten())
             aux_loss = auxiliary_loss(aux_head(feats[:, :-1].float()), batch["aux"])
             loss = lm_loss + cfg.aux_weight * aux_loss
+            if states:  # the LM must carry what each visual token shows, where later layers can read it
+                loss = loss + cfg.lm_aux_weight * auxiliary_loss(lm_aux_head(states[0][:, :-1].float()), batch["aux"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -87,8 +87,9 @@ def _greedy_map_triton(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Te
                        fill_score: torch.Tensor | None, eps: float) -> list[torch.Tensor] | None:
     """The Triton path: one kernel launch and a vectorised fill, all on the device, no host sync.
 
-    The kernel's barrier-timeout flag is queued (`dpp_triton.check_error_flags` reads it after the
-    forward); the fill still makes every row's count exact. Returns None when the launch failed.
+    The kernel's barrier-timeout flag is queued (`SamplePlan.verify` reads it with the plan's own checks
+    after the forward; `dpp_triton.check_error_flags` reads it alone); the fill still makes every row's
+    count exact. Returns None when the launch failed.
     """
     counts = keep.tolist()  # free when the caller passes host counts, as the selectors do
     try:

@@ -46,7 +46,8 @@ except Exception:  # noqa: BLE001 - any import problem means "no fast path"
     HAS_TRITON = False
 
 __all__ = ["HAS_TRITON", "available", "disable", "greedy_map_triton", "picks_as_padded", "plan_launch",
-           "LaunchPlan", "check_greedy_trace", "note_error_flag", "check_error_flags"]
+           "LaunchPlan", "check_greedy_trace", "note_error_flag", "check_error_flags", "take_error_flags",
+           "report_errors"]
 
 MAX_SPIN = 1 << 22  # barrier polls before a group gives up (about a second); see module docstring
 
@@ -60,18 +61,28 @@ def note_error_flag(err: torch.Tensor) -> None:
     _ERROR_FLAGS.append(err)
 
 
-def check_error_flags() -> None:
-    """Read the queued error counters; a barrier timeout switches the fast path off, with a warning.
+def take_error_flags() -> list[torch.Tensor]:
+    """The queued error counters (emptying the queue), for a caller that reads them with its own checks."""
+    flags, _ERROR_FLAGS[:] = list(_ERROR_FLAGS), []
+    return flags
+
+
+def report_errors(count: int) -> None:
+    """Act on the summed error counters: a barrier timeout switches the fast path off, with a warning.
 
     A timed-out row's picks were completed by the fill rule, so its count is still exact, but it
     may not be the greedy MAP selection.
     """
-    if not _ERROR_FLAGS:
-        return
-    flags, _ERROR_FLAGS[:] = list(_ERROR_FLAGS), []
-    if int(torch.stack([f.sum().to(flags[0].device) for f in flags]).sum()):  # one read for all launches
+    if count:
         disable("a barrier timed out (is another kernel occupying the GPU?); the affected selections were "
                 "completed by relevance order")
+
+
+def check_error_flags() -> None:
+    """Read the queued error counters with one sync and `report_errors`."""
+    flags = take_error_flags()
+    if flags:
+        report_errors(int(torch.stack([f.sum().to(flags[0].device) for f in flags]).sum()))
 
 
 def disable(reason: str) -> None:

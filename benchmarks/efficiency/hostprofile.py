@@ -1,0 +1,146 @@
+"""Where does prunekit's host time go, and what does a decode step run? Two profiles of one model shape.
+
+    python -m benchmarks.efficiency.hostprofile --model-shape llava-ov-7b --frames 32 --preset hieravid-30
+
+1. **Prefill, by Python function**: ``cProfile`` over ``--prefills`` runs of ``generate(max_new_tokens=1)``
+   with the preset applied, restricted to prunekit's own code (the runtime, strategies, adapters, ops),
+   sorted by cumulative host time per prefill. On a GPU a function's time includes any wait for the
+   device it causes, so a host sync shows up under the function that made it.
+2. **Decode steps, by operator**: ``torch.profiler`` over the decode steps of ``generate`` for the
+   unpruned model and the preset (the profile of ``generate(1)`` is subtracted from that of
+   ``generate(1 + --decode-steps)``), per step: launches and syncs, and the operators whose GPU or
+   host time differs most between the two.
+
+Works on the CPU too (tiny shapes), where host times include the computation itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+from collections.abc import Sequence
+
+import torch
+
+from .runner import _sync
+from .scenes import SceneFeatures
+from .shapes import build, get_shape, make_inputs
+
+OWN_CODE = r"prunekit/|strategies/|adapters/"
+
+
+def _generate(model: torch.nn.Module, inputs: dict, new_tokens: int) -> None:
+    with torch.inference_mode():
+        model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+
+
+def prefill_profile(model: torch.nn.Module, inputs: dict, prefills: int, cuda: bool, rows: int) -> str:
+    """Cumulative host ms per prefill of prunekit's functions (cProfile)."""
+    profiler = cProfile.Profile()
+    for _ in range(prefills):
+        _sync(cuda)
+        profiler.enable()
+        _generate(model, inputs, 1)
+        _sync(cuda)
+        profiler.disable()
+    stats = pstats.Stats(profiler)
+    lines = []
+    for (path, line, name), (_, calls, _, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        short = path.replace("\\", "/")
+        if any(part in short for part in OWN_CODE.split("|")):
+            where = "/".join(short.split("/")[-2:])
+            lines.append((cumulative / prefills * 1e3, calls / prefills, f"{where}:{line}({name})"))
+    lines.sort(reverse=True)
+    out = io.StringIO()
+    out.write(f"{'cum ms/prefill':>14}  {'calls':>7}  function\n")
+    for ms, calls, name in lines[:rows]:
+        out.write(f"{ms:14.3f}  {calls:7.1f}  {name}\n")
+    return out.getvalue()
+
+
+def _op_table(model: torch.nn.Module, inputs: dict, new_tokens: int,
+              cuda: bool) -> dict[str, tuple[int, float, float]]:
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        _generate(model, inputs, new_tokens)
+        _sync(cuda)
+    table = {}
+    for e in prof.key_averages():
+        gpu = getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)) if cuda else 0.0
+        table[e.key] = (e.count, e.self_cpu_time_total, gpu)
+    return table
+
+
+def decode_profile(model: torch.nn.Module, inputs: dict, steps: int,
+                   cuda: bool) -> dict[str, tuple[float, float, float]]:
+    """Per decode step: ``op -> (calls, host us, GPU us)`` (profile of 1 + steps tokens minus 1 token)."""
+    _generate(model, inputs, 1 + steps)  # warm
+    longer = _op_table(model, inputs, 1 + steps, cuda)
+    shorter = _op_table(model, inputs, 1, cuda)
+    out = {}
+    for key, (calls, host, gpu) in longer.items():
+        c0, h0, g0 = shorter.get(key, (0, 0.0, 0.0))
+        out[key] = ((calls - c0) / steps, (host - h0) / steps, (gpu - g0) / steps)
+    return out
+
+
+def compare_decode(unpruned: dict, pruned: dict, label: str, rows: int) -> str:
+    """The ops whose per-step GPU or host time differs most, and the per-step totals."""
+    keys = set(unpruned) | set(pruned)
+    zero = (0.0, 0.0, 0.0)
+    out = io.StringIO()
+    for title, column in (("GPU", 2), ("host", 1)):
+        total_u = sum(v[column] for k, v in unpruned.items() if not k.startswith("cuda"))
+        total_p = sum(v[column] for k, v in pruned.items() if not k.startswith("cuda"))
+        out.write(f"\n-- per decode step, by {title} time: unpruned {total_u / 1e3:.2f} ms, {label} "
+                  f"{total_p / 1e3:.2f} ms (self times summed)\n")
+        ranked = sorted(keys, key=lambda k: -abs(pruned.get(k, zero)[column] - unpruned.get(k, zero)[column]))
+        out.write(f"{'op':60s} {'calls u':>8} {'us u':>9} {'calls p':>8} {'us p':>9}\n")
+        for k in ranked[:rows]:
+            u, p = unpruned.get(k, zero), pruned.get(k, zero)
+            out.write(f"{k[:60]:60s} {u[0]:8.1f} {u[column]:9.1f} {p[0]:8.1f} {p[column]:9.1f}\n")
+    return out.getvalue()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import prunekit
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model-shape", default="tiny")
+    parser.add_argument("--frames", type=int, default=None)
+    parser.add_argument("--preset", default="hieravid-30")
+    parser.add_argument("--prefills", type=int, default=5)
+    parser.add_argument("--decode-steps", type=int, default=16)
+    parser.add_argument("--rows", type=int, default=40)
+    parser.add_argument("--skip-decode", action="store_true")
+    args = parser.parse_args(argv)
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    shape = get_shape(args.model_shape)
+    frames = args.frames or shape.frames
+    model = build(shape, device, dtype)
+    inputs = make_inputs(model, shape, frames, device, dtype)
+    temporal = frames if shape.family.startswith("llava") else (frames + 1) // 2
+    SceneFeatures(model, shape.scene_frames, temporal)
+    print(f"{shape.key}, {frames} frames, {int(inputs['input_ids'].shape[1])} tokens, {device}, preset {args.preset}")
+    unpruned = None if args.skip_decode else decode_profile(model, inputs, args.decode_steps, cuda)
+    with prunekit.apply(model, args.preset):
+        for _ in range(2):
+            _generate(model, inputs, 1)  # warm-up (Triton compiles, cuDNN plans)
+        print(f"\n== prefill with {args.preset}: prunekit's functions by cumulative host time ==")
+        print(prefill_profile(model, inputs, args.prefills, cuda, args.rows))
+        if unpruned is not None:
+            pruned = decode_profile(model, inputs, args.decode_steps, cuda)
+            print(f"== decode: unpruned vs {args.preset} ==")
+            print(compare_decode(unpruned, pruned, args.preset, args.rows // 2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
