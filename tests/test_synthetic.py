@@ -214,3 +214,36 @@ def test_shape_probe_runs_on_the_bundled_model():
     assert tx.shape[0] == ty.shape[0] > 0 and sx.shape == (20, model.config.text_config.hidden_size)
     assert set(ty.tolist()) <= set(range(4)) and set(sy.tolist()) <= set(range(4))
     assert 0.0 <= probe.probe_accuracy(tx, ty, steps=20) <= 1.0
+
+
+def test_scene_object_colour_curriculum_asks_for_the_colour_of_the_named_scene_s_object():
+    from prunekit.benchmarks.synthetic.generator import BACKGROUND_COLORS
+
+    for index in range(20):
+        item, clip = make_item("train", index, "scene_object_color")
+        bg = item.question.split("the ")[-1].split(" background")[0]
+        assert bg in BACKGROUND_COLORS
+        target = item.meta["scene"]
+        assert item.answer_text == item.meta["objects"][target].split()[0]
+        shown = {name.split()[0] for name in item.meta["objects"]}
+        assert shown <= set(item.options) and len(set(item.options)) == 4
+    # the suite's scene_object items are unchanged by the clip builder it now shares (digest taken before)
+    digest = hashlib.sha256()
+    for index in range(40):
+        item, clip = make_item("test", index, "scene_object")
+        digest.update(repr((item.question, item.options, item.answer, item.meta)).encode())
+        digest.update(clip.frames.tobytes())
+    assert digest.hexdigest() == "accfe301ddef535a56d3639a521d174be57bcac43ab43eb22591b84fceb1a3d6"
+    with pytest.raises(ValueError, match="training-only"):
+        make_item("val", 0, "scene_object_color")
+
+
+def test_curriculum_types_split_the_share_between_named_training_types():
+    from prunekit.benchmarks.synthetic.train import TrainConfig, curriculum_type, curriculum_types
+
+    both = curriculum_types(TrainConfig(curriculum_types="object_shape,scene_object_color"))
+    picked = [curriculum_type(i, 0.5, both) for i in range(4000)]
+    counts = {t: picked.count(t) for t in both}
+    assert all(800 < c < 1200 for c in counts.values()), counts
+    with pytest.raises(ValueError, match="training-only"):
+        curriculum_types(TrainConfig(curriculum_types="needle_shape"))

@@ -2,6 +2,7 @@
 
     python -m benchmarks.efficiency.hostprofile --model-shape llava-ov-7b --frames 32 --preset hieravid-30
 
+0. **Garbage collections** per ``generate(1)`` (by generation, with their host time), unpruned and pruned.
 1. **Prefill, by Python function**: ``cProfile`` over ``--prefills`` runs of ``generate(max_new_tokens=1)``
    with the preset applied, restricted to prunekit's own code (the runtime, strategies, adapters, ops),
    sorted by cumulative host time per prefill. On a GPU a function's time includes any wait for the
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import pstats
+import time
 from collections.abc import Sequence
 
 import torch
@@ -34,6 +37,40 @@ OWN_CODE = r"prunekit/|strategies/|adapters/"
 def _generate(model: torch.nn.Module, inputs: dict, new_tokens: int) -> None:
     with torch.inference_mode():
         model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+
+
+class GcClock:
+    """Counts Python's garbage collections by generation and the host time they take (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.ms = 0.0
+        self._t0 = 0.0
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.count[info["generation"]] += 1
+            self.ms += (time.perf_counter() - self._t0) * 1e3
+
+
+def gc_per_generate(model: torch.nn.Module, inputs: dict, runs: int, cuda: bool, new_tokens: int = 1) -> str:
+    """Garbage collections (by generation) and their host ms per ``generate`` call."""
+    with GcClock() as clock:
+        for _ in range(runs):
+            _generate(model, inputs, new_tokens)
+        _sync(cuda)
+    per = [c / runs for c in clock.count]
+    return (f"collections per generate({new_tokens}): gen0 {per[0]:.1f}, gen1 {per[1]:.1f}, gen2 {per[2]:.1f}; "
+            f"{clock.ms / runs:.2f} host ms")
 
 
 def prefill_profile(model: torch.nn.Module, inputs: dict, prefills: int, cuda: bool, rows: int) -> str:
@@ -129,10 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     temporal = frames if shape.family.startswith("llava") else (frames + 1) // 2
     SceneFeatures(model, shape.scene_frames, temporal)
     print(f"{shape.key}, {frames} frames, {int(inputs['input_ids'].shape[1])} tokens, {device}, preset {args.preset}")
+    _generate(model, inputs, 1)
+    print(f"unpruned: {gc_per_generate(model, inputs, args.prefills, cuda)}")
     unpruned = None if args.skip_decode else decode_profile(model, inputs, args.decode_steps, cuda)
     with prunekit.apply(model, args.preset):
         for _ in range(2):
             _generate(model, inputs, 1)  # warm-up (Triton compiles, cuDNN plans)
+        print(f"{args.preset}: {gc_per_generate(model, inputs, args.prefills, cuda)}")
         print(f"\n== prefill with {args.preset}: prunekit's functions by cumulative host time ==")
         print(prefill_profile(model, inputs, args.prefills, cuda, args.rows))
         if unpruned is not None:

@@ -66,6 +66,7 @@ class EfficiencyConfig:
     torch_profile: int = 0
     torch_profile_only: list[str] = field(default_factory=list)
     sdpa_backend: str = "auto"  # auto, flash, efficient, cudnn, math: pin torch's SDPA kernel for every row
+    gc_freeze: bool = False  # gc.freeze() after building the model: collections skip its objects
 
 
 SDPA_BACKENDS = ("auto", "flash", "efficient", "cudnn", "math")
@@ -281,6 +282,11 @@ def run_shape(cfg: EfficiencyConfig, shape: ModelShape, device: torch.device, lo
     model = build(shape, device, dtype, seed=cfg.seed)
     weights_gib = torch.cuda.memory_allocated() / 2**30 if cuda else float("nan")
     inputs = make_inputs(model, shape, frames, device, dtype, batch=cfg.batch, seed=cfg.seed)
+    if cfg.gc_freeze:
+        import gc
+
+        gc.collect()
+        gc.freeze()
     text_cfg = model.config.get_text_config()
     seq_len = int(inputs["input_ids"].shape[1])
     temporal = frames if shape.family.startswith("llava") else (frames + 1) // 2
@@ -494,7 +500,8 @@ def run_efficiency(cfg: EfficiencyConfig, log: Any = print) -> dict[str, Any]:
     else:
         device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
-    result: dict[str, Any] = {"environment": {**environment(device), "sdpa_backend": cfg.sdpa_backend},
+    result: dict[str, Any] = {"environment": {**environment(device), "sdpa_backend": cfg.sdpa_backend,
+                                              "gc_freeze": cfg.gc_freeze},
                               "config": asdict(cfg), "runs": []}
     for key in cfg.model_shapes:
         try:
@@ -578,6 +585,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also record a torch.profiler summary of one generate(TOKENS) per strategy")
     parser.add_argument("--torch-profile-only", default="", help="comma-separated strategies to profile "
                         "with --torch-profile (default: all)")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() after building the model, so Python's collections skip its objects")
     parser.add_argument("--sdpa-backend", default="auto", choices=SDPA_BACKENDS,
                         help="pin torch's attention kernel for every row (e.g. to compare decode without cuDNN's "
                         "per-shape plans)")
@@ -593,7 +602,7 @@ def config_from_args(args: argparse.Namespace) -> EfficiencyConfig:
         scene_frames=args.scene_frames, device=args.device, dpp_check=not args.no_dpp_check,
         dpp_bench=not args.no_dpp_bench, seed=args.seed, out=args.out, progress=not args.no_progress,
         torch_profile=args.torch_profile, torch_profile_only=split(args.torch_profile_only),
-        sdpa_backend=args.sdpa_backend)
+        sdpa_backend=args.sdpa_backend, gc_freeze=args.gc_freeze)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

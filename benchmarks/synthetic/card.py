@@ -26,11 +26,54 @@ def accuracy_table(rows: dict[str, dict]) -> str:
     return "\n".join([head, sep, *(_row(k, v) for k, v in rows.items())])
 
 
+_LOG_OPTIONS = ("seed", "lr", "warmup", "aux_weight", "lm_aux_weight", "curriculum_share", "deadline")
+_TEXT_OPTIONS = ("curriculum_types",)
+
+
+def training_stages(model_dir: Path) -> list[dict]:
+    """The ``result`` of every training stage, oldest first: ``training_log_stage*.json``, then
+    ``training_log.json`` (the stage that wrote the weights)."""
+    from .train import TrainConfig
+
+    files = sorted(Path(model_dir).glob("training_log_stage*.json")) + [Path(model_dir) / "training_log.json"]
+    stages = [json.loads(f.read_text())["result"] for f in files]
+    for stage in stages:  # configs from before an option existed ran with its default
+        stage["config"] = {**{k: v for k, v in vars(TrainConfig()).items()}, **stage["config"]}
+    return stages
+
+
+def stage_line(number: int, stage: dict) -> str:
+    """One bullet describing a training stage and the command that reproduces it."""
+    cfg = stage["config"]
+    options = " ".join(f"--{k.replace('_', '-')} {cfg[k]:g}" for k in _LOG_OPTIONS if k in cfg and cfg[k])
+    if cfg.get("curriculum_share"):
+        options += "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k in _TEXT_OPTIONS)
+    init = " --init DIR_OF_STAGE_" + str(number - 1) if cfg.get("init") else ""
+    start = "from the weights of stage " + str(number - 1) if cfg.get("init") else "from scratch"
+    return (f"- Stage {number} ({start}): {cfg['steps']:,} steps of batch {cfg['batch_size']}, "
+            f"{stage['train_seconds']:.0f} s on {stage['device']}, final loss {stage['final_loss']:.3f} "
+            f"(answer {stage['final_lm_loss']:.3f}). `python -m benchmarks.synthetic.train --out DIR{init} "
+            f"{options}`")
+
+
 def write_card(model_dir: Path, test: dict, val: dict, pruned: dict[str, dict] | None = None,
                notes: str = "") -> str:
     model_dir = Path(model_dir)
-    result = json.loads((model_dir / "training_log.json").read_text())["result"]
+    stages = training_stages(model_dir)
+    result = stages[-1]
     cfg = result["config"]
+    total_steps = sum(st["config"]["steps"] for st in stages)
+    total_seconds = sum(st["train_seconds"] for st in stages)
+    extras = []
+    if any(st["config"]["curriculum_share"] for st in stages):
+        extras.append("a share of the training items (see the stages) are training-only questions, never in "
+                      "val or test: `object_shape` (\"What shape is the {color} object?\", objects on screen "
+                      "throughout) and, where named, `scene_object_color` (scene_object's clip, asking for the "
+                      "colour instead of the shape)")
+    if any(st["config"]["lm_aux_weight"] for st in stages):
+        extras.append("in the stages with `--lm-aux-weight`, a second linear head classifies the same labels from "
+                      "the language model's last hidden states at the visual tokens")
+    extra = "".join(f"\n- {e[0].upper()}{e[1:]}." for e in extras)
     config = json.loads((model_dir / "config.json").read_text())
     size_mb = (model_dir / "model.safetensors").stat().st_size / 2**20
     rows = {"val (270 items)": val["accuracy"], "test (450 items)": test["accuracy"]}
@@ -70,22 +113,23 @@ greedy generation.
 
 ## Training
 - Data: clips generated on the fly (`benchmarks/synthetic/generator.py`, split `train`, seed space
-  disjoint from `val`/`test`), {result['items_generated']:,} generated, {result['samples_seen']:,} samples seen
+  disjoint from `val`/`test`), {sum(st['items_generated'] for st in stages):,} generated,
+  {sum(st['samples_seen'] for st in stages):,} samples seen in {len(stages)} stage(s)
   (a device-resident ring buffer of {cfg['pool_capacity']:,} items, refreshed during training).
 - Loss: cross-entropy on the answer word and the end token, plus {cfg['aux_weight']} x an auxiliary per-token
   loss (a linear head, not saved, classifies each visual token's object colour, shape, size class and
   background colour from the generator's labels; the object heads average half over all tokens and
   half over object tokens). In {100 * cfg['drop_aug_prob']:.0f}% of samples up to
-  {100 * cfg['drop_aug_max']:.0f}% of the object-free visual tokens are masked out (positions kept).
-- Optimiser: AdamW (0.9, 0.98), lr {cfg['lr']}, warmup {cfg['warmup']}, cosine to 5%, weight decay
-  {cfg['weight_decay']}, batch {cfg['batch_size']}, bf16 autocast, seed {cfg['seed']}, {cfg['steps']} steps.
-- Hardware: {result['device']}, {result['train_seconds']:.0f} s;
-  torch {result['torch']}, transformers {result['transformers']}.
+  {100 * cfg['drop_aug_max']:.0f}% of the object-free visual tokens are masked out (positions kept).{extra}
+- Optimiser: AdamW (0.9, 0.98), cosine schedule to 5% of the peak lr, weight decay {cfg['weight_decay']},
+  bf16 autocast; {total_steps:,} steps, {total_seconds:.0f} s of training in all.
+{chr(10).join(stage_line(i + 1, st) for i, st in enumerate(stages))}
+- Hardware: {result['device']}; torch {result['torch']}, transformers {result['transformers']}.
 - Final training loss {result['final_loss']:.3f} (answer {result['final_lm_loss']:.3f}, auxiliary
-  {result['final_aux_loss']:.3f}). Curve: `loss.png`; log: `training_log.json`, `train.log`.
+  {result['final_aux_loss']:.3f}). Curve of the last stage: `loss.png`; logs: `training_log*.json`,
+  `train_stage*.log`.
 - Training replaces the bilinear 2x2 pooling by the identical 2x2 average (torch's CUDA bilinear
   kernel took 103 ms of a 145 ms step); the saved model is the unchanged LLaVA-OV class.
-- Reproduce: `python -m benchmarks.synthetic.train --out DIR --deadline {cfg['deadline']:.0f}` on one GPU.
 
 ## Accuracy (%), clips decoded from mp4 through `prunekit.video.load`
 Chance is 25% for multiple choice; open-ended answers are exact-match words.

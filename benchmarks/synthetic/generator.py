@@ -45,9 +45,10 @@ QUESTION_TYPES = (
     "scene_object", "counting", "open_needle_color", "open_motion",
 )
 OPEN_TYPES = frozenset({"open_needle_color", "open_motion"})
-# Question types for training only (a curriculum), never in val or test: shape of a named object
-# that stays on screen, the easy form of the two shape questions above.
-TRAINING_TYPES = ("object_shape",)
+# Question types for training only (a curriculum), never in val or test: the shape of a named object
+# that stays on screen (the easy form of the two shape questions above), and the colour of the
+# object of the scene with a named background (scene_object's clip, with the easier attribute).
+TRAINING_TYPES = ("object_shape", "scene_object_color")
 ALL_TYPES = QUESTION_TYPES + TRAINING_TYPES
 
 _Q = {
@@ -59,6 +60,7 @@ _Q = {
     "scene_object": "What shape is the object shown in the scene with the {bg} background?",
     "counting": "How many times does a {color} object appear?",
     "object_shape": "What shape is the {color} object?",
+    "scene_object_color": "What color is the object shown in the scene with the {bg} background?",
 }
 
 
@@ -360,7 +362,8 @@ def _motion_direction(rng):
     return c, _Q["motion_direction"].format(obj=name), options, answer, meta
 
 
-def _scene_object(rng):
+def _scene_object_clip(rng):
+    """Two or three scenes, one object each (distinct colours and shapes); a target scene."""
     n = int(rng.integers(2, 4))
     c = _Canvas(rng, *_scenes(rng, n, min_len=3))
     objs = _distinct_objects(rng, n)
@@ -373,11 +376,24 @@ def _scene_object(rng):
                  for i, f in enumerate(frames)}
         c.add(oc, os_, size, where)
     target = int(rng.integers(n))
+    meta = {"scene": target, "cuts": c.cuts, "objects": [f"{a} {b}" for a, b in objs]}
+    return c, objs, target, meta
+
+
+def _scene_object(rng):
+    c, objs, target, meta = _scene_object_clip(rng)
     shape = objs[target][1]
     options, answer = _multiple_choice(rng, shape, [x for x in SHAPES if x != shape])
-    question = _Q["scene_object"].format(bg=c.backgrounds[target])
-    meta = {"scene": target, "cuts": c.cuts, "objects": [f"{a} {b}" for a, b in objs]}
-    return c, question, options, answer, meta
+    return c, _Q["scene_object"].format(bg=c.backgrounds[target]), options, answer, meta
+
+
+def _scene_object_color(rng):
+    c, objs, target, meta = _scene_object_clip(rng)
+    color = objs[target][0]
+    shown = [oc for oc, _ in objs if oc != color]
+    others = [str(x) for x in rng.permutation([k for k in OBJECT_COLORS if k != color and k not in shown])]
+    options, answer = _multiple_choice(rng, color, [*shown, *others][:3])
+    return c, _Q["scene_object_color"].format(bg=c.backgrounds[target]), options, answer, meta
 
 
 def _object_shape(rng):
@@ -433,7 +449,7 @@ _MAKERS = {
     "scene_count": _scene_count, "event_order": _event_order, "needle_color": _needle_color,
     "needle_shape": _needle_shape, "motion_direction": _motion_direction, "scene_object": _scene_object,
     "counting": _counting, "open_needle_color": _open_needle_color, "open_motion": _open_motion,
-    "object_shape": _object_shape,
+    "object_shape": _object_shape, "scene_object_color": _scene_object_color,
 }
 assert tuple(_MAKERS) == ALL_TYPES
 

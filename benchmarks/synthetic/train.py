@@ -78,7 +78,8 @@ class TrainConfig:
     pool_min: int = 12288  # items generated before the first step
     chunk: int = 256  # items per worker task
     refresh_every: int = 4  # once the pool is full, replace one chunk every this many steps
-    curriculum_share: float = 0.0  # share of training items that are training-only shape questions
+    curriculum_share: float = 0.0  # share of training items that are training-only questions
+    curriculum_types: str = "object_shape"  # which training-only types (comma-separated), in equal parts
     init: str = ""  # start from this saved model's weights (fine-tuning) instead of a random init
     # architecture
     vision_hidden: int = 128
@@ -201,30 +202,45 @@ _FIELDS = {"frames": ((NUM_FRAMES, SIZE, SIZE, 3), torch.uint8), "ids": ((MAX_LE
            "aux": ((4, NUM_FRAMES, GRID, GRID), torch.int8), "type": ((), torch.int8)}
 
 
-def curriculum_type(index: int, share: float) -> str | None:
+def curriculum_type(index: int, share: float, types: tuple[str, ...] = TRAINING_TYPES[:1]) -> str | None:
     """The training-only question type replacing training item ``index`` (None: keep the suite's).
 
-    A fixed hash of the index picks about ``share`` of the items, so regenerating is deterministic.
+    A fixed hash of the index picks about ``share`` of the items and, among them, one of ``types`` in
+    equal parts, so regenerating is deterministic.
     """
-    return TRAINING_TYPES[0] if share > 0 and (index * 2654435761 % 2**32) / 2**32 < share else None
+    if share <= 0 or (index * 2654435761 % 2**32) / 2**32 >= share:
+        return None
+    return types[(index * 40503 % 2**16) % len(types)]
+
+
+def curriculum_types(cfg: TrainConfig) -> tuple[str, ...]:
+    """The training-only types named by ``cfg.curriculum_types`` (checked against the generator's)."""
+    types = tuple(t.strip() for t in cfg.curriculum_types.split(",") if t.strip())
+    unknown = [t for t in types if t not in TRAINING_TYPES]
+    if not types or unknown:
+        raise ValueError(f"curriculum types {unknown or types} are not training-only types; "
+                         f"use some of {TRAINING_TYPES}")
+    return types
 
 
 def encode_chunk(job: tuple[str, int, int, float]) -> dict[str, np.ndarray]:
     """Items ``start .. start+n-1`` of ``split`` as arrays (runs in worker processes).
 
-    ``job`` is ``(split, start, n, curriculum_share)``; a share above 0 is for the train split only.
+    ``job`` is ``(split, start, n, curriculum_share[, curriculum_types])``; a share above 0 is for the
+    train split only.
     """
     global _TOK
     if _TOK is None:
         _TOK = build_tokenizer()
     tok = _TOK
-    split, start, n, share = job
+    split, start, n, share, *rest = job
+    types = rest[0] if rest else TRAINING_TYPES[:1]
     pad, end = tok.pad_token_id, tok.convert_tokens_to_ids("<|im_end|>")
     out = {k: torch.empty((n, *shape), dtype=dtype).numpy() for k, (shape, dtype) in _FIELDS.items()}
     out["ids"].fill(pad)
     out["options"].fill(-1)
     for j in range(n):
-        item, clip = make_item(split, start + j, curriculum_type(start + j, share))
+        item, clip = make_item(split, start + j, curriculum_type(start + j, share, types))
         prompt = encode(tok, item.prompt)
         answer = word_id(tok, item.answer_text)
         seq = prompt + [answer, end]
@@ -249,8 +265,8 @@ def fill_slot(job: tuple[str, int, int, int, float]) -> int:
     Writing into shared memory instead of returning the arrays keeps the main process free of
     unpickling ~200 KB per item, which is what bounded the training step before.
     """
-    split, start, n, row, share = job
-    for k, v in encode_chunk((split, start, n, share)).items():
+    split, start, n, row, share, types = job
+    for k, v in encode_chunk((split, start, n, share, types)).items():
         _STAGING[k][row: row + n] = v
     return n
 
@@ -263,10 +279,11 @@ class DevicePool:
     """
 
     def __init__(self, capacity: int, device, chunk: int, slots: int, split: str = "train",
-                 curriculum_share: float = 0.0):
+                 curriculum_share: float = 0.0, curriculum_types: tuple[str, ...] = TRAINING_TYPES[:1]):
         global _STAGING
         self.capacity, self.device, self.chunk, self.split = capacity, device, chunk, split
         self.curriculum_share = curriculum_share
+        self.curriculum_types = curriculum_types
         self.data: dict[str, torch.Tensor] = {}
         self.staging = {k: torch.empty((slots * chunk, *s), dtype=dt).share_memory_() for k, (s, dt) in _FIELDS.items()}
         _STAGING = {k: v.numpy() for k, v in self.staging.items()}
@@ -285,7 +302,8 @@ class DevicePool:
     def submit(self) -> None:
         while self.free:
             slot = self.free.popleft()
-            job = (self.split, self.next_start, self.chunk, slot * self.chunk, self.curriculum_share)
+            job = (self.split, self.next_start, self.chunk, slot * self.chunk, self.curriculum_share,
+                   self.curriculum_types)
             self.inflight.append((slot, self.workers.apply_async(fill_slot, (job,))))
             self.next_start += self.chunk
 
@@ -426,7 +444,7 @@ def quick_eval(model, processor, data: dict[str, torch.Tensor], batch: int = 150
 def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar: Path | None = None) -> dict:
     t_start = time.time()
     pool = DevicePool(cfg.pool_capacity, torch.device(device), cfg.chunk, slots=2 * procs + 2,
-                      curriculum_share=cfg.curriculum_share)
+                      curriculum_share=cfg.curriculum_share, curriculum_types=curriculum_types(cfg))
     workers = mp.get_context("fork").Pool(procs, initializer=torch.set_num_threads, initargs=(1,))  # before CUDA
     pool.start(workers)
     torch.set_num_threads(2)  # the main process only launches kernels: no OpenMP spinning against the workers
