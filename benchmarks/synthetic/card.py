@@ -26,7 +26,7 @@ def accuracy_table(rows: dict[str, dict]) -> str:
     return "\n".join([head, sep, *(_row(k, v) for k, v in rows.items())])
 
 
-_LOG_OPTIONS = ("seed", "lr", "warmup", "aux_weight", "lm_aux_weight", "curriculum_share", "deadline")
+_LOG_OPTIONS = ("steps", "seed", "lr", "warmup", "aux_weight", "lm_aux_weight", "curriculum_share")
 _TEXT_OPTIONS = ("curriculum_types",)
 
 
