@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from prunekit.errors import InvalidInputError
+from prunekit.ops.nosync import host_to_device
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,7 @@ class VideoLayout:
         if self.token_index.device == torch.device(device):
             return self
         moved = copy.copy(self)
-        index = self.token_index
-        if torch.device(device).type == "cuda" and index.device.type == "cpu":
-            index = index.pin_memory().to(device, non_blocking=True)  # a pageable copy would sync the stream
-        object.__setattr__(moved, "token_index", index.to(device))
+        object.__setattr__(moved, "token_index", host_to_device(self.token_index, device))  # pinned: no sync
         return moved
 
     @property

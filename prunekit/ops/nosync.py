@@ -16,8 +16,12 @@ import torch
 def to_device(values: Sequence[int] | Sequence[float], device: torch.device | str,
               dtype: torch.dtype = torch.long) -> torch.Tensor:
     """A host list as a tensor on ``device``; on CUDA through pinned memory, without a sync."""
-    tensor = torch.tensor(values, dtype=dtype)
-    if torch.device(device).type != "cuda":
+    return host_to_device(torch.tensor(values, dtype=dtype), device)
+
+
+def host_to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A CPU tensor on ``device``; on CUDA through pinned memory, without a sync."""
+    if torch.device(device).type != "cuda" or tensor.device.type != "cpu":
         return tensor.to(device)
     return tensor.pin_memory().to(device, non_blocking=True)
 

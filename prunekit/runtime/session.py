@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from prunekit.adapter import ModelAdapter
-from prunekit.ops.nosync import to_device, true_indices
+from prunekit.ops.nosync import host_to_device, true_indices
 from prunekit.pipeline import Pipeline, SamplePlan
 from prunekit.runtime.relevance import last_query_attention
 from prunekit.runtime.sequence import gather_tokens, left_pad_index, prefill_mask, to_mask_format
@@ -229,7 +229,7 @@ class PruneSession:
         tracks: list[Track] = []
         with self.timer("plan"):
             for b, layout in enumerate(layouts):
-                orig = to_device(torch.nonzero(valid_host[b]).flatten().tolist(), embeds.device)
+                orig = host_to_device(torch.nonzero(valid_host[b]).flatten(), embeds.device)
                 plan = None
                 if layout is not None:
                     feats = embeds[b, layout.token_index]
