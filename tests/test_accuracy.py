@@ -34,6 +34,7 @@ from prunekit.benchmarks.accuracy import (
     write_manifest,
 )
 from prunekit.errors import InvalidInputError
+from tests.tiny_checkpoints import save_tiny_llava_ov
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -135,47 +136,9 @@ _WORDS = ["[UNK]", "red", "green", "blue", "yellow", "A", "B", "C", "D", "what",
 _COLORS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220)}
 
 
-def _save_tiny_model(out: Path) -> Path:
-    """A random LLaVA-OneVision (56 px frames, 4 tokens per frame, 4 layers) with a word-level processor."""
-    import tokenizers
-    from transformers import (
-        LlavaOnevisionConfig,
-        LlavaOnevisionForConditionalGeneration,
-        LlavaOnevisionImageProcessor,
-        LlavaOnevisionProcessor,
-        LlavaOnevisionVideoProcessor,
-        PreTrainedTokenizerFast,
-    )
-
-    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab={w: i for i, w in enumerate(_WORDS)},
-                                                          unk_token="[UNK]"))
-    tk.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="<|endoftext|>",
-                                  eos_token="<|im_end|>")
-    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<image>", "<video>"]})
-    proc = LlavaOnevisionProcessor(
-        image_processor=LlavaOnevisionImageProcessor(size={"height": 56, "width": 56}, image_grid_pinpoints=[[56, 56]]),
-        video_processor=LlavaOnevisionVideoProcessor(size={"height": 56, "width": 56}), tokenizer=tok,
-        num_image_tokens=16, vision_feature_select_strategy="full")
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<image>", "<video>", "<|im_end|>", "<|endoftext|>")}
-    config = LlavaOnevisionConfig(
-        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=2, image_size=56, patch_size=14),
-        text_config=dict(model_type="qwen2", vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=4096, bos_token_id=None, eos_token_id=ids["<|im_end|>"],
-                         pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False),
-        image_token_id=ids["<image>"], video_token_id=ids["<video>"], vision_feature_layer=-1,
-        vision_feature_select_strategy="full", image_grid_pinpoints=[[56, 56]])
-    torch.manual_seed(0)
-    LlavaOnevisionForConditionalGeneration(config).eval().save_pretrained(out)
-    proc.save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _save_tiny_model(tmp_path_factory.mktemp("tiny-random-llava-ov"))
+    return save_tiny_llava_ov(tmp_path_factory.mktemp("tiny-random-llava-ov"), _WORDS)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ import prunekit  # noqa: E402
 from prunekit import video  # noqa: E402
 from prunekit.errors import ConfigError  # noqa: E402
 from prunekit.integrations import lmms_eval as bridge  # noqa: E402
+from tests.tiny_checkpoints import qwen2_text_config, save_tiny_llava_ov, word_tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -38,55 +39,6 @@ _CHAT = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% if 
          "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
          "{% endif %}")
 _COLORS = {"red": 0, "green": 1, "blue": 2}
-
-
-def _tokenizer(specials: list[str]):
-    import tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab={w: i for i, w in enumerate(_WORDS)},
-                                                          unk_token="[UNK]"))
-    tk.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="<|endoftext|>",
-                                  eos_token="<|im_end|>")
-    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", *specials]})
-    tok.chat_template = _CHAT
-    return tok
-
-
-def _text_config(tok, **extra) -> dict:
-    return dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-                num_key_value_heads=2, max_position_embeddings=4096, bos_token_id=None,
-                eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-                pad_token_id=tok.convert_tokens_to_ids("<|endoftext|>"), **extra)
-
-
-def _save_llava(out: Path) -> Path:
-    """Tiny random LLaVA-OneVision (56 px frames, 4 visual tokens per frame) with an offline processor."""
-    import torch
-    from transformers import (
-        LlavaOnevisionConfig,
-        LlavaOnevisionForConditionalGeneration,
-        LlavaOnevisionImageProcessor,
-        LlavaOnevisionProcessor,
-        LlavaOnevisionVideoProcessor,
-    )
-
-    tok = _tokenizer(["<image>", "<video>"])
-    proc = LlavaOnevisionProcessor(
-        image_processor=LlavaOnevisionImageProcessor(size={"height": 56, "width": 56}, image_grid_pinpoints=[[56, 56]]),
-        video_processor=LlavaOnevisionVideoProcessor(size={"height": 56, "width": 56}), tokenizer=tok,
-        num_image_tokens=16, vision_feature_select_strategy="full", chat_template=_CHAT)
-    config = LlavaOnevisionConfig(
-        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=2, image_size=56, patch_size=14),
-        text_config=dict(model_type="qwen2", tie_word_embeddings=False, **_text_config(tok)),
-        image_token_id=tok.convert_tokens_to_ids("<image>"), video_token_id=tok.convert_tokens_to_ids("<video>"),
-        vision_feature_layer=-1, vision_feature_select_strategy="full", image_grid_pinpoints=[[56, 56]])
-    torch.manual_seed(0)
-    LlavaOnevisionForConditionalGeneration(config).eval().save_pretrained(out)
-    proc.save_pretrained(out)
-    return out
 
 
 def _save_qwen2_vl(out: Path) -> Path:
@@ -100,7 +52,7 @@ def _save_qwen2_vl(out: Path) -> Path:
         Qwen2VLVideoProcessor,
     )
 
-    tok = _tokenizer(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
+    tok = word_tokenizer(_WORDS, ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"], _CHAT)
     small = dict(min_pixels=56 * 56, max_pixels=56 * 56 * 4)
     proc = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**small),
                             video_processor=Qwen2VLVideoProcessor(**small), tokenizer=tok, chat_template=_CHAT)
@@ -108,7 +60,7 @@ def _save_qwen2_vl(out: Path) -> Path:
                                                      "<|vision_end|>")}
     rope = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]}
     config = Qwen2VLConfig(
-        text_config=_text_config(tok, rope_parameters=rope),
+        text_config=qwen2_text_config(tok, rope_parameters=rope),
         vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
                            spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
@@ -122,7 +74,7 @@ def _save_qwen2_vl(out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _save_llava(tmp_path_factory.mktemp("tiny-llava-ov"))
+    return save_tiny_llava_ov(tmp_path_factory.mktemp("tiny-llava-ov"), _WORDS, _CHAT)
 
 
 @pytest.fixture(scope="module")
