@@ -127,10 +127,8 @@ class Segments:
 
     def segment_of_frame(self) -> torch.Tensor:
         """``[F]`` segment id of every frame."""
-        out = torch.zeros(self.num_frames, dtype=torch.long)
-        for i, start in enumerate(self.starts[1:], start=1):
-            out[start:] = i
-        return out
+        lengths = torch.tensor([end - start for start, end in self.bounds])
+        return torch.repeat_interleave(torch.arange(len(lengths)), lengths)  # one op, not one per segment
 
 
 @dataclass(frozen=True)

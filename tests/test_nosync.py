@@ -85,3 +85,28 @@ def test_layout_to_moves_the_table_and_keeps_everything_else():
     assert moved.token_index.device.type == "meta" and moved.grid == layout.grid
     assert moved.seq_len == layout.seq_len and torch.equal(moved.layout_index, layout.layout_index)
     assert layout.token_index.device.type == "cpu"
+
+
+def test_pad_rows_equals_a_loop_of_slice_assignments() -> None:
+    from prunekit.ops.nosync import pad_rows
+
+    gen = torch.Generator().manual_seed(0)
+    parts = [torch.randn(n, 3, generator=gen) for n in (4, 1, 7, 2)]
+    padded, valid = pad_rows(parts, fill=-2.0)
+    expected = torch.full((4, 7, 3), -2.0)
+    mask = torch.zeros(4, 7, dtype=torch.bool)
+    for b, part in enumerate(parts):
+        expected[b, : part.shape[0]] = part
+        mask[b, : part.shape[0]] = True
+    assert torch.equal(padded, expected) and torch.equal(valid, mask)
+    flat, flat_valid = pad_rows([torch.arange(3), torch.arange(5)], fill=9)
+    assert flat.tolist() == [[0, 1, 2, 9, 9], [0, 1, 2, 3, 4]] and flat_valid.sum() == 8
+    with pytest.raises(ValueError, match="no empty part"):
+        pad_rows([torch.arange(2), torch.arange(0)])
+
+
+def test_segment_of_frame_labels_every_frame_with_its_segment() -> None:
+    from prunekit.types import Segments
+
+    assert Segments((0, 3, 4, 9), 12).segment_of_frame().tolist() == [0, 0, 0, 1, 2, 2, 2, 2, 2, 3, 3, 3]
+    assert Segments((0,), 5).segment_of_frame().tolist() == [0] * 5

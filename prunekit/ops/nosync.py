@@ -42,3 +42,25 @@ def partition_indices(mask: torch.Tensor, count: int) -> tuple[torch.Tensor, tor
         raise ValueError(f"asked for {count} True entries of a mask of {mask.numel()}.")
     order = torch.sort((~mask).to(torch.uint8), stable=True).indices
     return order[:count], order[count:]
+
+
+def pad_rows(parts: Sequence[torch.Tensor], fill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack tensors of different lengths ``[n_i, ...]`` into ``[B, max n_i, ...]`` padded with ``fill``, and
+    the ``[B, max n_i]`` mask of real rows: one concatenation and one gather, whatever the number of parts
+    (a loop of slice assignments costs a few launches per part). Lengths are read on the host, for free.
+    """
+    sizes = [int(p.shape[0]) for p in parts]
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"pad_rows needs at least one part and no empty part, got sizes {sizes}.")
+    device, width = parts[0].device, max(sizes)
+    flat = torch.cat(list(parts))
+    starts = [0]
+    for n in sizes[:-1]:
+        starts.append(starts[-1] + n)
+    columns = torch.arange(width, device=device)
+    lengths = to_device(sizes, device)
+    valid = columns[None, :] < lengths[:, None]
+    index = torch.minimum(columns[None, :], lengths[:, None] - 1) + to_device(starts, device)[:, None]
+    padded = flat[index]
+    mask = valid.view(*valid.shape, *([1] * (padded.ndim - 2)))
+    return torch.where(mask, padded, torch.full_like(padded, fill)), valid

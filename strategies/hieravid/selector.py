@@ -9,6 +9,7 @@ from pydantic import Field
 
 from prunekit.interfaces import FrameSelector, StageConfig
 from prunekit.ops.dpp import conditional_kernel, greedy_map
+from prunekit.ops.nosync import pad_rows
 from prunekit.types import SelectionContext
 
 
@@ -63,16 +64,13 @@ class ConditionalDPPSelector(FrameSelector):
         if self.config.first_stage == "relevance_spread" and contexts[0].llm_stage == 0:
             return [relevance_spread(r, f.shape[0], k) for f, r, k in zip(features, relevances, keeps)]
         device = features[0].device
-        n_max = max(f.shape[0] for f in features)
-        dim = features[0].shape[-1]
-        batch = len(features)
-        padded = torch.zeros(batch, n_max, dim, device=device, dtype=torch.float32)
-        rel = torch.ones(batch, n_max, device=device)
-        valid = torch.zeros(batch, n_max, dtype=torch.bool, device=device)
-        for b, (f, r) in enumerate(zip(features, relevances)):
-            padded[b, : f.shape[0]] = f.float()
-            valid[b, : f.shape[0]] = True
-            if r is not None:
-                rel[b, : f.shape[0]] = r.to(device).float()
+        padded, valid = pad_rows(features)  # one batch, whatever the number of segments
+        padded = padded.float()
+        if all(r is None for r in relevances):
+            rel = torch.ones(valid.shape, device=device)
+        else:
+            parts = [torch.ones(f.shape[0], device=device) if r is None else r.to(device)
+                     for f, r in zip(features, relevances)]
+            rel = pad_rows(parts, fill=1.0)[0].float()
         kernel = conditional_kernel(padded, rel)
         return greedy_map(kernel, torch.tensor(keeps), valid, fill_score=rel)  # host counts: no sync
