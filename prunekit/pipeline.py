@@ -18,7 +18,7 @@ from prunekit.config import PipelineConfig
 from prunekit.errors import InvalidInputError, PrunekitError
 from prunekit.interfaces import BudgetAllocator, FrameSelector, LayerScheduler, Segmenter, TokenMerger
 from prunekit.ops import dpp_triton
-from prunekit.ops.nosync import to_device
+from prunekit.ops.nosync import host_to_device, to_device
 from prunekit.types import MergeMap, Segments, SelectionContext, Stage, VideoLayout
 
 
@@ -45,7 +45,7 @@ class SamplePlan:
         """Read every queued check at once (one host sync); raise the first failure's message."""
         pending, self.checks = self.checks, []
         kernel_errors = dpp_triton.take_error_flags()  # the Triton DPP's counters ride along in the same read
-        values = [flag.reshape(()) for flag, _ in pending] + [err.sum() for err in kernel_errors]
+        values = [flag.reshape(()) for flag, _ in pending] + kernel_errors  # counters: one scalar per device
         if not values:
             return
         device = values[0].device
@@ -128,7 +128,7 @@ class Pipeline:
         stages = [s for s in stages if s.keep < n]
         per_segment = [(end - start) * layout.tokens_per_frame for start, end in segments.bounds]
         return SamplePlan(layout, segments, seg_feats, stages, torch.arange(n, device=features.device),
-                          to_device(segments.segment_of_frame().tolist(), features.device), per_segment)
+                          host_to_device(segments.segment_of_frame(), features.device), per_segment)
 
     def step(self, plan: SamplePlan, index: int, features: torch.Tensor,
              attention: torch.Tensor | None = None) -> StepResult:

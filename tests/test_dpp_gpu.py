@@ -170,3 +170,12 @@ def test_plan_verify_reads_the_kernel_error_counters_with_its_own_checks(errors:
         plan.verify()
     assert bool(dpp_triton._DISABLED) == bool(errors)
     assert dpp_triton._ERROR_FLAGS == [] and plan.checks == []
+
+
+def test_unread_error_counters_stay_one_running_sum_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dpp_triton, "_ERROR_FLAGS", [])
+    for errors in (0, 3, 1):
+        dpp_triton.note_error_flag(torch.tensor([errors, 0], dtype=torch.int32))
+    pending = dpp_triton.take_error_flags()
+    assert len(pending) == 1 and int(pending[0]) == 4
+    assert dpp_triton._ERROR_FLAGS == []

@@ -53,12 +53,18 @@ MAX_SPIN = 1 << 22  # barrier polls before a group gives up (about a second); se
 
 
 _DISABLED: list[str] = []  # why the fast path was switched off in this process (first failure)
-_ERROR_FLAGS: list[torch.Tensor] = []  # error counters of launches not yet read back
+_ERROR_FLAGS: list[torch.Tensor] = []  # summed error counters not yet read back, one per device
 
 
 def note_error_flag(err: torch.Tensor) -> None:
-    """Queue a launch's error counter; `check_error_flags` reads all of them with one sync."""
-    _ERROR_FLAGS.append(err)
+    """Add a launch's error counter to its device's pending sum (no sync; the queue stays one tensor per
+    device however many launches run unread, e.g. `greedy_map` called outside a plan)."""
+    total = err.sum(dtype=torch.int64)
+    for i, pending in enumerate(_ERROR_FLAGS):
+        if pending.device == total.device:
+            _ERROR_FLAGS[i] = pending + total
+            return
+    _ERROR_FLAGS.append(total)
 
 
 def take_error_flags() -> list[torch.Tensor]:
