@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from prunekit.ops.nosync import to_device
+from prunekit.ops.nosync import host_to_device, to_device
 from prunekit.types import MergeMap, Segments, SelectionContext, Stage, VideoLayout
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class BudgetAllocator(Component):
     def summarize(self, features: torch.Tensor, segments: Segments) -> torch.Tensor:
         """What `allocate` receives as ``segment_features``, computed once per sample from the LLM
         input embeddings ``features [F, P, D]``. Default: each segment's mean feature ``[S, D]``."""
-        seg_of_frame = to_device(segments.segment_of_frame().tolist(), features.device)
+        seg_of_frame = host_to_device(segments.segment_of_frame(), features.device)
         frame_means = features.float().mean(1)  # [F, D]
         out = torch.zeros(len(segments), features.shape[-1], device=features.device)
         out.index_add_(0, seg_of_frame, frame_means)

@@ -38,7 +38,7 @@ def training_stages(model_dir: Path) -> list[dict]:
     files = sorted(Path(model_dir).glob("training_log_stage*.json")) + [Path(model_dir) / "training_log.json"]
     stages = [json.loads(f.read_text())["result"] for f in files]
     for stage in stages:  # configs from before an option existed ran with its default
-        stage["config"] = {**{k: v for k, v in vars(TrainConfig()).items()}, **stage["config"]}
+        stage["config"] = {**vars(TrainConfig()), **stage["config"]}
     return stages
 
 

@@ -26,6 +26,12 @@ def host_to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Te
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+def device_to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy of a CUDA ``tensor`` in pinned host memory, queued without a sync: read it only after the
+    stream has passed this point (an event, or a later sync)."""
+    return torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True).copy_(tensor, non_blocking=True)
+
+
 def true_indices(mask: torch.Tensor, count: int) -> torch.Tensor:
     """Ascending indices of the True entries of 1-D ``mask``, which the caller knows number ``count``.
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from prunekit.adapter import ModelAdapter
-from prunekit.ops.nosync import host_to_device, true_indices
+from prunekit.ops.nosync import device_to_host, host_to_device, true_indices
 from prunekit.pipeline import Pipeline, SamplePlan
 from prunekit.runtime.relevance import last_query_attention
 from prunekit.runtime.sequence import gather_tokens, left_pad_index, prefill_mask, to_mask_format
@@ -50,7 +50,6 @@ class CapturedInputs:
     reading it does not wait for the vision tower (reading the device tensors would).
     """
 
-    ids: torch.Tensor
     ids_host: torch.Tensor
     mask_host: torch.Tensor | None
     ready: torch.cuda.Event | None
@@ -60,13 +59,12 @@ class CapturedInputs:
         """Queue the host copies of ``ids`` and ``mask`` (a non-2-D mask is not copied)."""
         mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
         if ids.device.type != "cuda":
-            return cls(ids, ids, mask, None)
-        ids_host = torch.empty(ids.shape, dtype=ids.dtype, pin_memory=True).copy_(ids, non_blocking=True)
-        mask_host = None if mask is None else \
-            torch.empty(mask.shape, dtype=mask.dtype, pin_memory=True).copy_(mask, non_blocking=True)
+            return cls(ids, mask, None)
+        mask_host = None if mask is None else device_to_host(mask)
+        ids_host = device_to_host(ids)
         ready = torch.cuda.Event()
         ready.record()
-        return cls(ids, ids_host, mask_host, ready)
+        return cls(ids_host, mask_host, ready)
 
     def on_host(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The host copies (waits for the copies only, which were queued before the vision tower)."""
@@ -204,7 +202,7 @@ class PruneSession:
         self.timer.reset()
         captured, self.pending = self.pending, None
         length, batch = embeds.shape[1], embeds.shape[0]
-        if captured is None or tuple(captured.ids.shape) != tuple(embeds.shape[:2]):
+        if captured is None or tuple(captured.ids_host.shape) != tuple(embeds.shape[:2]):
             self._warn_once("prunekit saw no input_ids for this forward, so it cannot locate the video tokens; "
                             "call the model with input_ids (and pixel_values_videos) rather than inputs_embeds.")
             return None
