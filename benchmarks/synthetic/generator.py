@@ -47,8 +47,10 @@ QUESTION_TYPES = (
 OPEN_TYPES = frozenset({"open_needle_color", "open_motion"})
 # Question types for training only (a curriculum), never in val or test: the shape of a named object
 # that stays on screen (the easy form of the two shape questions above), and the colour of the
-# object of the scene with a named background (scene_object's clip, with the easier attribute).
-TRAINING_TYPES = ("object_shape", "scene_object_color")
+# object of the scene with a named background (scene_object's clip, with the easier attribute), and two
+# that tie background words to what the frames show: which background is shown, and the background
+# shown with a named object (scene_object's question turned around).
+TRAINING_TYPES = ("object_shape", "scene_object_color", "background_color", "object_background")
 ALL_TYPES = QUESTION_TYPES + TRAINING_TYPES
 
 _Q = {
@@ -61,6 +63,8 @@ _Q = {
     "counting": "How many times does a {color} object appear?",
     "object_shape": "What shape is the {color} object?",
     "scene_object_color": "What color is the object shown in the scene with the {bg} background?",
+    "background_color": "What color is the background in the video?",
+    "object_background": "What color is the background shown with the {color} object?",
 }
 
 
@@ -396,6 +400,27 @@ def _scene_object_color(rng):
     return c, _Q["scene_object_color"].format(bg=c.backgrounds[target]), options, answer, meta
 
 
+def _background_options(rng, answer: str, shown: list[str]) -> tuple[tuple[str, ...], str]:
+    """Four background names: ``answer``, then backgrounds not in ``shown`` (only one option is shown)."""
+    absent = [str(b) for b in rng.permutation([b for b in BACKGROUND_COLORS if b not in shown])]
+    return _multiple_choice(rng, answer, absent[:3])
+
+
+def _background_color(rng):
+    c, _, target, meta = _scene_object_clip(rng)
+    options, answer = _background_options(rng, c.backgrounds[target], c.backgrounds)
+    return c, _Q["background_color"], options, answer, meta
+
+
+def _object_background(rng):
+    c, objs, target, meta = _scene_object_clip(rng)
+    bg = c.backgrounds[target]
+    others = [b for b in c.backgrounds if b != bg]
+    absent = [str(b) for b in rng.permutation([b for b in BACKGROUND_COLORS if b not in c.backgrounds])]
+    options, answer = _multiple_choice(rng, bg, [*others, *absent][:3])
+    return c, _Q["object_background"].format(color=objs[target][0]), options, answer, meta
+
+
 def _object_shape(rng):
     c = _Canvas(rng, *_scenes(rng, int(rng.integers(1, 3))))
     objs = _distinct_objects(rng, 2)
@@ -450,6 +475,7 @@ _MAKERS = {
     "needle_shape": _needle_shape, "motion_direction": _motion_direction, "scene_object": _scene_object,
     "counting": _counting, "open_needle_color": _open_needle_color, "open_motion": _open_motion,
     "object_shape": _object_shape, "scene_object_color": _scene_object_color,
+    "background_color": _background_color, "object_background": _object_background,
 }
 assert tuple(_MAKERS) == ALL_TYPES
 
