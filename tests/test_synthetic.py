@@ -183,13 +183,31 @@ def test_training_only_shape_question_names_an_object_on_screen_and_stays_out_of
             make_item(split, 0, TRAINING_TYPES[0])
 
 
-def test_training_only_question_uses_only_words_the_bundled_tokenizer_knows():
-    from prunekit.benchmarks.synthetic.generator import _Q
+def test_background_questions_answer_with_the_background_of_the_right_scene():
+    backgrounds = list(BACKGROUND_COLORS)
+    for index in range(30):
+        for qtype in ("background_color", "object_background"):
+            item, clip = make_item("train", index, qtype)
+            shown = {backgrounds[b] for b in np.unique(clip.background)}
+            assert len(set(item.options)) == 4 and set(item.options) <= set(backgrounds)
+            if qtype == "background_color":  # exactly one option is on screen: the answer
+                assert [o for o in item.options if o in shown] == [item.answer_text]
+            else:  # the answer is the background of the frames that show the named colour
+                color = item.question.split("with the ")[1].split(" object")[0]
+                frames = (clip.obj_color == 1 + list(OBJECT_COLORS).index(color)).any(axis=(1, 2))
+                assert frames.any()
+                assert {backgrounds[b] for b in clip.background[frames, 0, 0]} == {item.answer_text}
+
+
+def test_training_only_questions_use_only_words_the_bundled_tokenizer_knows():
+    from prunekit.benchmarks.synthetic import TRAINING_TYPES
     from prunekit.benchmarks.synthetic.train import build_tokenizer
 
     tok = build_tokenizer()
-    ids = tok(_Q["object_shape"].format(color="red"), add_special_tokens=False)["input_ids"]
-    assert tok.unk_token_id not in ids
+    for qtype in TRAINING_TYPES:
+        item, _ = make_item("train", 0, qtype)
+        ids = tok(item.prompt, add_special_tokens=False)["input_ids"]
+        assert tok.unk_token_id not in ids, qtype
     assert len(vocabulary()) == len([w for w in vocabulary() if w in tok.get_vocab()])
 
 
@@ -217,7 +235,6 @@ def test_shape_probe_runs_on_the_bundled_model():
 
 
 def test_scene_object_colour_curriculum_asks_for_the_colour_of_the_named_scene_s_object():
-    from prunekit.benchmarks.synthetic.generator import BACKGROUND_COLORS
 
     for index in range(20):
         item, clip = make_item("train", index, "scene_object_color")

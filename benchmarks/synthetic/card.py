@@ -12,7 +12,16 @@ import argparse
 import json
 from pathlib import Path
 
-from .generator import QUESTION_TYPES
+from .generator import QUESTION_TYPES, TRAINING_TYPES
+
+# what each training-only question type asks (the card names those a stage used)
+TRAINING_TYPE_NOTES = {
+    "object_shape": "\"What shape is the {color} object?\", objects on screen throughout",
+    "scene_object_color": "scene_object's clip, asking for the colour instead of the shape",
+    "background_color": "scene_object's clip, \"What color is the background in the video?\", one option shown",
+    "object_background": "scene_object's clip, \"What color is the background shown with the {color} object?\"",
+}
+assert tuple(TRAINING_TYPE_NOTES) == TRAINING_TYPES
 
 
 def _row(label: str, acc: dict) -> str:
@@ -65,11 +74,11 @@ def write_card(model_dir: Path, test: dict, val: dict, pruned: dict[str, dict] |
     total_steps = sum(st["config"]["steps"] for st in stages)
     total_seconds = sum(st["train_seconds"] for st in stages)
     extras = []
-    if any(st["config"]["curriculum_share"] for st in stages):
+    used = [t for t in TRAINING_TYPE_NOTES
+            if any(st["config"]["curriculum_share"] and t in st["config"]["curriculum_types"] for st in stages)]
+    if used:
         extras.append("a share of the training items (see the stages) are training-only questions, never in "
-                      "val or test: `object_shape` (\"What shape is the {color} object?\", objects on screen "
-                      "throughout) and, where named, `scene_object_color` (scene_object's clip, asking for the "
-                      "colour instead of the shape)")
+                      "val or test: " + "; ".join(f"`{t}` ({TRAINING_TYPE_NOTES[t]})" for t in used))
     if any(st["config"]["lm_aux_weight"] for st in stages):
         extras.append("in the stages with `--lm-aux-weight`, a second linear head classifies the same labels from "
                       "the language model's last hidden states at the visual tokens")
