@@ -264,3 +264,22 @@ def test_curriculum_types_split_the_share_between_named_training_types():
     assert all(800 < c < 1200 for c in counts.values()), counts
     with pytest.raises(ValueError, match="training-only"):
         curriculum_types(TrainConfig(curriculum_types="needle_shape"))
+
+
+def test_attention_diagnostic_finds_the_head_that_retrieves_the_moving_object():
+    from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
+
+    from prunekit.benchmarks.synthetic.attention import attention_masses, report, target_color
+
+    item, clip = make_item("val", 4, "motion_direction")
+    color = target_color(item)
+    assert (clip.obj_color == 1 + list(OBJECT_COLORS).index(color)).any()
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(TINY_MODEL_DIR, attn_implementation="eager")
+    processor = AutoProcessor.from_pretrained(TINY_MODEL_DIR)
+    target, other = attention_masses(model.eval(), processor, "motion_direction", items=16)
+    assert target.shape == other.shape == (4, 8)
+    assert ((target >= 0) & (target + other <= 1 + 1e-5)).all()
+    assert (target - other).max() > 0.3  # some head looks at the named object much more than at the others
+    assert "layer 3" in report("motion_direction", target, other)
+    with pytest.raises(ValueError, match="no target object"):
+        target_color(make_item("val", 0, "scene_count")[0])
