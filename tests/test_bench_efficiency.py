@@ -39,14 +39,16 @@ def test_merge_keeps_every_run_and_writes_one_report(tmp_path) -> None:  # noqa:
     assert (tmp_path / "merged" / "efficiency.md").read_text().count("### tiny") == 2
 
 
-def test_sdpa_backend_can_be_pinned_and_is_recorded(tmp_path) -> None:  # noqa: ANN001
+def test_sdpa_backend_and_fast_pooling_are_applied_and_recorded(tmp_path) -> None:  # noqa: ANN001
     out = tmp_path / "eff"
     assert main(["bench", "efficiency", "--model-shape", "tiny", "--strategies", "fastv", "--repeats", "1",
                  "--decode-repeats", "1", "--profile-repeats", "1", "--warmup", "0", "--new-tokens", "2",
-                 "--sdpa-backend", "math", "--no-progress", "--out", str(out)]) == 0
+                 "--sdpa-backend", "math", "--fast-pooling", "--no-progress", "--out", str(out)]) == 0
     result = json.loads((out / "efficiency.json").read_text())
     assert result["environment"]["sdpa_backend"] == "math" and result["config"]["sdpa_backend"] == "math"
-    assert "SDPA kernel pinned: math" in (out / "efficiency.md").read_text()
+    assert result["environment"]["fast_pooling"] and result["runs"][0]["fast_pooling"]
+    report = (out / "efficiency.md").read_text()
+    assert "SDPA kernel pinned: math" in report and "channels-last view (`--fast-pooling`)" in report
 
 
 def test_sync_report_says_it_needs_a_gpu(capsys) -> None:  # noqa: ANN001

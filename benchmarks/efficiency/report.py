@@ -38,7 +38,9 @@ def run_table(run: dict[str, Any]) -> str:
         f"({run['sequence_length']} input tokens, {run['dtype']}, config {run['config_fingerprint']})",
         "",
         f"{run['description']}. Synthetic scenes of {run['scene_frames']} frames. Medians of {run['repeats']} runs "
-        f"(decode: {run['decode_repeats']} runs of {run['new_tokens']} tokens) after {run['warmup']} warm-up runs.",
+        f"(decode: {run['decode_repeats']} runs of {run['new_tokens']} tokens) after {run['warmup']} warm-up runs."
+        + (" Video pooling on the channels-last view (`--fast-pooling`), every row." if run.get("fast_pooling")
+           else ""),
         "",
         "| strategy | visual kept (layer avg) | FLOPs ratio | vision ms | LLM prefill ms | prefill speedup | TTFT ms "
         "| TTFT speedup | decode tok/s | decode speedup | peak GiB | prunekit ms | % of unpruned prefill |",

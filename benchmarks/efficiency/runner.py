@@ -67,6 +67,7 @@ class EfficiencyConfig:
     torch_profile_only: list[str] = field(default_factory=list)
     sdpa_backend: str = "auto"  # auto, flash, efficient, cudnn, math: pin torch's SDPA kernel for every row
     gc_freeze: bool = False  # gc.freeze() after building the model: collections skip its objects
+    fast_pooling: bool = False  # LLaVA-OV: pool on the channels-last view (bit-identical), for every row
 
 
 SDPA_BACKENDS = ("auto", "flash", "efficient", "cudnn", "math")
@@ -281,6 +282,11 @@ def run_shape(cfg: EfficiencyConfig, shape: ModelShape, device: torch.device, lo
     _sync(cuda)
     model = build(shape, device, dtype, seed=cfg.seed)
     weights_gib = torch.cuda.memory_allocated() / 2**30 if cuda else float("nan")
+    fast_pooling = cfg.fast_pooling and shape.family == "llava_onevision"
+    if fast_pooling:
+        from prunekit.adapters.pooling import fast_video_pooling
+
+        fast_video_pooling(model)
     inputs = make_inputs(model, shape, frames, device, dtype, batch=cfg.batch, seed=cfg.seed)
     if cfg.gc_freeze:
         import gc
@@ -298,6 +304,7 @@ def run_shape(cfg: EfficiencyConfig, shape: ModelShape, device: torch.device, lo
     record: dict[str, Any] = {
         "model_shape": shape.key, "family": shape.family, "size": shape.size, "description": shape.description,
         "frames": frames, "scene_frames": scene_frames, "batch": cfg.batch, "sequence_length": seq_len,
+        "fast_pooling": fast_pooling,
         "dtype": str(dtype).removeprefix("torch."), "config_fingerprint": fingerprint(model.config),
         "num_layers": text_cfg.num_hidden_layers, "weights_gib": weights_gib, "new_tokens": cfg.new_tokens,
         "repeats": cfg.repeats, "decode_repeats": decode_repeats, "warmup": cfg.warmup, "strategies": [],
@@ -501,7 +508,7 @@ def run_efficiency(cfg: EfficiencyConfig, log: Any = print) -> dict[str, Any]:
         device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     result: dict[str, Any] = {"environment": {**environment(device), "sdpa_backend": cfg.sdpa_backend,
-                                              "gc_freeze": cfg.gc_freeze},
+                                              "gc_freeze": cfg.gc_freeze, "fast_pooling": cfg.fast_pooling},
                               "config": asdict(cfg), "runs": []}
     for key in cfg.model_shapes:
         try:
@@ -590,6 +597,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sdpa-backend", default="auto", choices=SDPA_BACKENDS,
                         help="pin torch's attention kernel for every row (e.g. to compare decode without cuDNN's "
                         "per-shape plans)")
+    parser.add_argument("--fast-pooling", action="store_true",
+                        help="LLaVA-OV: pool video features on the channels-last view, bit-identical and ~200x "
+                        "faster on CUDA (prunekit.adapters.pooling), for the unpruned model and every strategy")
 
 
 def config_from_args(args: argparse.Namespace) -> EfficiencyConfig:
@@ -602,7 +612,7 @@ def config_from_args(args: argparse.Namespace) -> EfficiencyConfig:
         scene_frames=args.scene_frames, device=args.device, dpp_check=not args.no_dpp_check,
         dpp_bench=not args.no_dpp_bench, seed=args.seed, out=args.out, progress=not args.no_progress,
         torch_profile=args.torch_profile, torch_profile_only=split(args.torch_profile_only),
-        sdpa_backend=args.sdpa_backend, gc_freeze=args.gc_freeze)
+        sdpa_backend=args.sdpa_backend, gc_freeze=args.gc_freeze, fast_pooling=args.fast_pooling)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
