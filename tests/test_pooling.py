@@ -64,3 +64,12 @@ def test_fast_video_pooling_leaves_a_model_alone_when_transformers_pools_differe
     with pytest.raises(UnsupportedModelError, match="does not match"):
         fast_video_pooling(model)
     assert "apply_pooling" not in vars(model.model)
+
+
+def test_pooling_benchmark_times_both_and_reports_bit_identity(capsys) -> None:  # noqa: ANN001
+    from prunekit.benchmarks.efficiency import pooling
+
+    result = pooling.compare(2, 27, 16, torch.device("cpu"), repeats=2)
+    assert result["bit_identical"] and result["transformers_ms"] > 0 and result["channels_last_ms"] > 0
+    assert pooling.main(["--frames", "2", "--dim", "16", "--repeats", "2", "--device", "cpu"]) == 0
+    assert "2 frames: transformers" in capsys.readouterr().out
