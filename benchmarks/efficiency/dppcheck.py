@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +18,8 @@ import torch
 
 from prunekit.ops import dpp as dpp_ops
 from prunekit.ops import dpp_triton
+
+from .probes import median_ms
 
 
 @contextmanager
@@ -117,21 +118,6 @@ def synthetic_check(device: torch.device, stages: list[tuple[int, int]], segment
     return rows
 
 
-def _median_ms(fn: Any, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
 def dpp_timings(device: torch.device, stages: list[tuple[int, int]], segment_counts: list[int], dim: int = 3584,
                 repeats: int = 10, torch_repeats: int = 1, programs: list[int | None] | None = None) -> list[dict]:
     """Median milliseconds of ``greedy_map`` (kernel given) per backend, and of the kernel alone."""
@@ -148,9 +134,9 @@ def dpp_timings(device: torch.device, stages: list[tuple[int, int]], segment_cou
                 return dpp_ops.greedy_map(*args, fill_score=rel)
 
             with backend("torch"):
-                row["torch_ms"] = _median_ms(full, torch_repeats)
+                row["torch_ms"] = median_ms(full, torch_repeats)
             with backend("auto"):
-                row["triton_ms"] = _median_ms(full, repeats)
+                row["triton_ms"] = median_ms(full, repeats)
             sms = torch.cuda.get_device_properties(device).multi_processor_count
             for p in programs or []:
                 plan = dpp_triton.plan_launch(segs, kernel.shape[-1], device, p)
@@ -160,6 +146,6 @@ def dpp_timings(device: torch.device, stages: list[tuple[int, int]], segment_cou
                 def only_kernel(args: tuple = args, p: int | None = p) -> Any:
                     return dpp_triton.greedy_map_triton(*args, programs=p)
 
-                row[f"kernel_P{plan.programs}_ms"] = _median_ms(only_kernel, repeats)
+                row[f"kernel_P{plan.programs}_ms"] = median_ms(only_kernel, repeats)
             rows.append(row)
     return rows

@@ -10,34 +10,15 @@ whether the outputs are bit-identical.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from transformers import LlavaOnevisionModel
 
 from prunekit.adapters.pooling import channels_last_pooling
 
-
-def _median_ms(fn: Callable[[], torch.Tensor], cuda: bool, repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+from .probes import median_ms
 
 
 def compare(frames: int, side: int, dim: int, device: torch.device, repeats: int = 20) -> dict:
@@ -48,8 +29,8 @@ def compare(frames: int, side: int, dim: int, device: torch.device, repeats: int
     features = torch.randn(frames, side * side, dim, device=device, dtype=torch.bfloat16 if cuda else torch.float32)
     upstream = lambda: LlavaOnevisionModel.apply_pooling(owner, features)  # noqa: E731
     channels_last = lambda: channels_last_pooling(owner, features)  # noqa: E731
-    return {"frames": frames, "transformers_ms": _median_ms(upstream, cuda, repeats),
-            "channels_last_ms": _median_ms(channels_last, cuda, repeats),
+    return {"frames": frames, "transformers_ms": median_ms(upstream, repeats, warmup=3, cuda=cuda),
+            "channels_last_ms": median_ms(channels_last, repeats, warmup=3, cuda=cuda),
             "bit_identical": bool(torch.equal(upstream(), channels_last()))}
 
 

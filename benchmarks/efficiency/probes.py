@@ -7,6 +7,7 @@ after the forward has finished, so the measured run keeps its natural CPU/GPU ov
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -16,6 +17,26 @@ from typing import Any
 
 import torch
 from torch import nn
+
+
+def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 1, cuda: bool = True) -> float:
+    """Median milliseconds of ``fn()`` over ``repeats`` calls after ``warmup`` (CUDA events, or the host clock)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _sync(cuda)
+        start = Mark(cuda)
+        fn()
+        end = Mark(cuda)
+        _sync(cuda)
+        times.append(start.until(end))
+    return statistics.median(times)
+
+
+def _sync(cuda: bool) -> None:
+    if cuda:
+        torch.cuda.synchronize()
 
 
 class Mark:

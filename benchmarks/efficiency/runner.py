@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from .probes import PARTS, Mark, ModuleProbe, instrument, merged_snapshot
+from .probes import PARTS, Mark, ModuleProbe, _sync, instrument, merged_snapshot
 from .scenes import SceneFeatures
 from .shapes import SHAPES, ModelShape, build, get_shape, make_inputs
 
@@ -155,11 +155,6 @@ def fingerprint(obj: Any) -> str:
 
 
 # -- measurement ------------------------------------------------------------------------------------
-def _sync(cuda: bool) -> None:
-    if cuda:
-        torch.cuda.synchronize()
-
-
 def _median(values: Sequence[float]) -> float | None:
     vals = [v for v in values if v is not None and not math.isnan(v)]
     return statistics.median(vals) if vals else None
