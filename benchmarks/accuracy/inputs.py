@@ -102,9 +102,11 @@ class InputStore:
             return cached
         return inputs
 
-    def prepare(self, progress: bool = False) -> None:
-        """Decide whether features can be cached (first batch self-check), then build every cached batch."""
-        if not self.batches:
+    def prepare(self, progress: bool = False, batches: Sequence[int] | None = None) -> None:
+        """Decide whether features can be cached (self-check on the first batch, the same in every
+        data-parallel process), then build the cached features of ``batches`` (default: all)."""
+        batches = range(len(self.batches)) if batches is None else batches
+        if not batches:
             return
         if self.use_feature_cache is None:
             self.use_feature_cache = self._supports_cache()
@@ -112,8 +114,7 @@ class InputStore:
             return
         from tqdm.auto import tqdm
 
-        for b in tqdm(range(len(self.batches)), desc="vision features (once)", unit="batch",
-                      disable=not progress, leave=False):
+        for b in tqdm(batches, desc="vision features (once)", unit="batch", disable=not progress, leave=False):
             if self._cached_bytes >= self.cache_bytes:
                 break
             self.get(b)

@@ -33,6 +33,7 @@ from prunekit.errors import BudgetError, PrunekitError
 
 from . import metrics
 from .dataset import QAItem, dataset_fingerprint
+from .distributed import World
 from .inputs import InputStore, make_batches
 from .scoring import (
     McAnswer,
@@ -140,19 +141,22 @@ class AccuracyHarness:
         n_resamples: bootstrap resamples of the confidence intervals.
         progress: show tqdm progress bars.
         cache_bytes: host memory for cached video features (0 disables the cache).
+        world: the data-parallel processes (default: `World.from_env`, a single process unless launched by
+            ``accelerate launch`` or ``torchrun``); each evaluates every k-th batch, the main one writes.
     """
 
     def __init__(self, model: torch.nn.Module, processor: Any, items: Sequence[QAItem], out_dir: str | os.PathLike,
                  *, model_name: str = "model", dataset_name: str = "dataset", num_frames: int = 32,
                  mode: str = "layer_average", batch_size: int = 8, seed: int = 0, prompt_style: PromptStyle = "auto",
                  mc_answer: McAnswer = "auto", max_new_tokens: int = 8, n_resamples: int = 2000, progress: bool = True,
-                 cache_bytes: int = 2 << 30) -> None:
+                 cache_bytes: int = 2 << 30, world: World | None = None) -> None:
         if not items:
             raise PrunekitError("no items to evaluate.")
         Budget(1.0, mode)  # validates the mode
         self.model, self.processor, self.items = model, processor, list(items)
         self.out_dir = Path(out_dir)
-        self.mode, self.seed, self.progress = mode, seed, progress
+        self.world = world if world is not None else World.from_env()
+        self.mode, self.seed, self.progress = mode, seed, progress and self.world.is_main
         self.n_resamples, self.max_new_tokens = n_resamples, max_new_tokens
         self.style = resolve_style(processor, prompt_style)
         self.num_frames = num_frames
@@ -164,8 +168,10 @@ class AccuracyHarness:
         self.meta = {"model": model_name, "model_fingerprint": model_fingerprint(model), "dataset": dataset_name,
                      "dataset_fingerprint": dataset_fingerprint(self.items), "n_items": len(self.items),
                      "num_frames": num_frames, "prompt_style": self.style, "mc_answer": self.mc_answer,
-                     "max_new_tokens": max_new_tokens, "scoring": scoring_description(self.mc_answer)}
+                     "max_new_tokens": max_new_tokens, "scoring": scoring_description(self.mc_answer),
+                     "processes": self.world.size}
         self._prepared = False
+        self._items_per_process: list[int] = []
         self._finished = self._read_records()
 
     # -- public ------------------------------------------------------------------------------
@@ -235,7 +241,8 @@ class AccuracyHarness:
         finally:
             if handle is not None:
                 handle.remove()
-        record = {**base, "status": "ok", "seconds": round(seconds, 3), **self._summary(predictions, baseline)}
+        record = {**base, "status": "ok", "seconds": round(seconds, 3), "items_per_process": self._items_per_process,
+                  **self._summary(predictions, baseline)}
         self._write_predictions(cell_id, predictions)
         self._append_record(record)
         return record, predictions
@@ -275,14 +282,15 @@ class AccuracyHarness:
     def _predict(self, cell: Cell, handle: prunekit.PruneHandle | None) -> list[dict]:
         from tqdm.auto import tqdm
 
+        mine = self.world.batches(len(self.batches))
         if not self._prepared:
-            self.store.prepare(self.progress)
+            self.store.prepare(self.progress, mine)
             self._prepared = True
         torch.manual_seed(self.seed)
-        predictions: list[dict | None] = [None] * len(self.items)
+        predictions: dict[int, dict] = {}
         tok = self.processor.tokenizer
-        for b, batch in enumerate(tqdm(self.batches, desc=cell.label, unit="batch", disable=not self.progress,
-                                       leave=False)):
+        for b in tqdm(mine, desc=cell.label, unit="batch", disable=not self.progress, leave=False):
+            batch = self.batches[b]
             inputs = self.store.get(b)
             its = [self.items[i] for i in batch.indices]
             if batch.multiple_choice:
@@ -305,7 +313,8 @@ class AccuracyHarness:
                                   "input_retention": s.input_retention if s else 1.0,
                                   "layer_average_retention": s.layer_average_retention if s else 1.0,
                                   "flops_ratio": s.flops_ratio if s else 1.0}
-        return predictions  # type: ignore[return-value]
+        merged, self._items_per_process = self.world.gather(predictions, len(self.items))
+        return merged
 
     def _summary(self, preds: list[dict], baseline: list[dict] | None) -> dict:
         correct = np.array([p["correct"] for p in preds], np.float64)
@@ -348,14 +357,17 @@ class AccuracyHarness:
         return found
 
     def _append_record(self, record: dict) -> None:
-        with open(self.out_dir / RECORDS_FILE, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.world.is_main:
+            with open(self.out_dir / RECORDS_FILE, "a") as f:
+                f.write(json.dumps(record) + "\n")
         self._finished[record["cell_id"]] = record
 
     def _predictions_path(self, cell_id: str) -> Path:
         return self.out_dir / "predictions" / f"{cell_id}.jsonl"
 
     def _write_predictions(self, cell_id: str, predictions: list[dict]) -> None:
+        if not self.world.is_main:
+            return
         path = self._predictions_path(cell_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

@@ -120,7 +120,8 @@ def accuracy_command(args: argparse.Namespace) -> int:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     budgets = _budgets(args.budgets)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    model, processor, model_name = load_model(args.model, device)
+    world = acc.World.from_env()  # several processes under accelerate launch / torchrun: data parallel
+    model, processor, model_name = load_model(args.model, world.device(device))
     items, dataset_name = _load_items(acc, args.data, args.limit)
     style = acc.scoring.resolve_style(processor, args.prompt)
     frames = args.frames or (_tiny_frames() if style == "tiny" else 32)
@@ -128,7 +129,7 @@ def accuracy_command(args: argparse.Namespace) -> int:
     harness = acc.AccuracyHarness(
         model, processor, items, args.out, model_name=model_name, dataset_name=dataset_name, num_frames=frames,
         mode=args.mode, batch_size=args.batch_size, seed=args.seed, prompt_style=style, mc_answer=args.mc_answer,
-        max_new_tokens=max_new_tokens, progress=not args.no_progress)
+        max_new_tokens=max_new_tokens, progress=not args.no_progress, world=world)
     failed: list[str] = []
 
     def on_error(cell, exc: Exception) -> None:  # noqa: ANN001
@@ -136,12 +137,15 @@ def accuracy_command(args: argparse.Namespace) -> int:
         print(f"prunekit: warning: {cell.label} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     records = harness.run(strategies, budgets, on_error=on_error)
+    if not world.is_main:
+        return 1 if failed else 0
     paths = acc.write_outputs(records, args.out, plot=not args.no_plot)
     print(acc.markdown_table(records))
     print()
     resumed = sum(bool(r.get("resumed")) for r in records)
-    print(f"{len(records)} cells ({resumed} resumed from {args.out}) in {time.perf_counter() - start:.1f} s; "
-          f"wrote {', '.join(str(p) for p in paths.values())}")
+    processes = f" on {world.size} processes" if world.size > 1 else ""
+    print(f"{len(records)} cells ({resumed} resumed from {args.out}) in {time.perf_counter() - start:.1f} s"
+          f"{processes}; wrote {', '.join(str(p) for p in paths.values())}")
     return 1 if failed else 0
 
 
