@@ -122,7 +122,11 @@ def accuracy_command(args: argparse.Namespace) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     world = acc.World.from_env()  # several processes under accelerate launch / torchrun: data parallel
     model, processor, model_name = load_model(args.model, world.device(device))
+    if not world.is_main:  # the main process writes any missing synthetic clips first
+        world.barrier()
     items, dataset_name = _load_items(acc, args.data, args.limit)
+    if world.is_main:
+        world.barrier()
     style = acc.scoring.resolve_style(processor, args.prompt)
     frames = args.frames or (_tiny_frames() if style == "tiny" else 32)
     max_new_tokens = args.max_new_tokens or (3 if style == "tiny" else 8)  # tiny answers: one word, one token

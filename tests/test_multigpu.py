@@ -1,0 +1,31 @@
+"""The sharded-model check on the CPU: accelerate's dispatch hooks and prunekit together (two halves, one CPU)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("accelerate")
+
+from prunekit.benchmarks.multigpu import sharded  # noqa: E402
+
+
+@pytest.mark.parametrize("shape", ["tiny", "tiny-qwen2-vl"])
+def test_dispatched_model_prunes_like_the_undispatched_one(shape: str) -> None:
+    result = sharded.run(shape, 8, ["hieravid-30", "fastv"], ["cpu", "cpu"], new_tokens=4, repeats=1)
+    assert result["ok"]
+    rows = {r["preset"]: r for r in result["correctness"]}
+    assert rows["hieravid-30"]["identical_tokens"] and rows["hieravid-30"]["max_abs_logit_diff"] == 0.0
+    assert rows["hieravid-30"]["stage_devices"] and rows["fastv"]["stage_devices"]
+    assert sorted(result["device_map_layers"]) == [f"model.language_model.layers.{i}" for i in range(4)]
+    assert "Verdict: PASS" in sharded.markdown(result)
+
+
+def test_device_map_puts_each_half_of_the_layers_on_its_device() -> None:
+    from prunekit.modelzoo import build_model
+
+    model = build_model("llava_onevision")
+    mapping = sharded.device_map(model, ["cuda:0", "cuda:1"])
+    layers = [mapping[f"model.language_model.layers.{i}"] for i in range(4)]
+    assert layers == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
+    assert mapping["model.vision_tower"] == "cuda:0" and mapping["lm_head"] == "cuda:1"
+    assert mapping["model.language_model.norm"] == "cuda:1" and mapping["model.image_newline"] == "cuda:0"
