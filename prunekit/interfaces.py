@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from prunekit.ops.nosync import host_to_device, to_device
+from prunekit.ops.nosync import host_to_device, index_add, to_device
 from prunekit.types import MergeMap, Segments, SelectionContext, Stage, VideoLayout
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class BudgetAllocator(Component):
         seg_of_frame = host_to_device(segments.segment_of_frame(), features.device)
         frame_means = features.float().mean(1)  # [F, D]
         out = torch.zeros(len(segments), features.shape[-1], device=features.device)
-        out.index_add_(0, seg_of_frame, frame_means)
+        index_add(out, seg_of_frame, frame_means)
         lengths = to_device([end - start for start, end in segments.bounds], features.device, torch.float32)
         return out / lengths[:, None]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from prunekit.errors import InvalidInputError
-from prunekit.ops.nosync import host_to_device
+from prunekit.ops.nosync import host_to_device, index_add
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ class MergeMap:
             return features
         out = features.clone()
         src, dst = self.source.to(features.device), self.target.to(features.device)
-        out.index_add_(0, dst, features[src])
+        index_add(out, dst, features[src])  # deterministic on CUDA too
         counts = torch.ones(features.shape[0], device=features.device, dtype=features.dtype)
         counts.index_add_(0, dst, torch.ones_like(dst, dtype=features.dtype))
         return out / counts[:, None]

@@ -7,7 +7,8 @@ the same weights over ``--devices`` with ``accelerate.dispatch_model`` (the deco
 equal halves, the vision tower and embeddings on the first device, the norm and head on the last: the
 machinery of ``from_pretrained(device_map=...)``) and measures again. Per preset:
 
-* **correctness**: greedy tokens identical, last-step logits, kept tokens per stage, the device each
+* **correctness**: greedy tokens identical, first-step logits (each side also run twice: the
+  run-to-run noise floor of the device), kept tokens per stage, the device each
   stage ran on against the device of its layer, and the CUDA copies of one ``generate(1)`` by kind
   (device-to-host reads must not grow: prunekit adds no host copies when sharded);
 * **efficiency**: time to first token (host wall clock of a synchronised ``generate(1)``, median of
@@ -74,10 +75,11 @@ def _sync_all() -> None:
 
 
 def _generate(model: nn.Module, inputs: dict, new_tokens: int) -> tuple[list[int], torch.Tensor]:
+    """Greedy tokens and the logits of the first step (the prefill's last position)."""
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                              output_logits=True, return_dict_in_generate=True)
-    return out.sequences[0, -new_tokens:].tolist(), out.logits[-1].float().cpu()
+    return out.sequences[0, -new_tokens:].tolist(), out.logits[0].float().cpu()
 
 
 def _copies(model: nn.Module, inputs: dict) -> dict[str, int]:
@@ -121,7 +123,9 @@ def measure(model: nn.Module, inputs: dict, preset: str, new_tokens: int, repeat
     handle = prunekit.apply(model, preset) if preset != UNPRUNED else None
     try:
         tokens, logits = _generate(model, inputs, new_tokens)
-        record = {"preset": preset, "tokens": tokens, "logits": logits}
+        again, logits_again = _generate(model, inputs, new_tokens)  # the same device again: the noise floor
+        record = {"preset": preset, "tokens": tokens, "logits": logits, "repeat_identical_tokens": tokens == again,
+                  "repeat_max_abs_logit_diff": float((logits - logits_again).abs().max())}
         if handle is not None:
             stats = handle.stats().samples[0]
             kept = handle.kept_indices()[0]
@@ -144,6 +148,9 @@ def compare(single: dict, sharded: dict) -> dict:
     """The correctness verdict of one preset: single device against sharded."""
     row = {"preset": single["preset"], "identical_tokens": single["tokens"] == sharded["tokens"],
            "max_abs_logit_diff": float((single["logits"] - sharded["logits"]).abs().max()),
+           "repeat_identical_tokens": single["repeat_identical_tokens"] and sharded["repeat_identical_tokens"],
+           "repeat_max_abs_logit_diff": max(single["repeat_max_abs_logit_diff"],
+                                            sharded["repeat_max_abs_logit_diff"]),
            "same_kept_per_stage": single.get("kept_per_stage") == sharded.get("kept_per_stage"),
            "stages_on_their_layer_device": sharded.get("stage_devices") == sharded.get("layer_devices"),
            "stage_devices": sharded.get("stage_devices", {}),
@@ -190,12 +197,15 @@ def markdown(result: dict) -> str:
              f"{' + '.join(result['devices'])}", "",
              f"{env.get('gpu') or env.get('device')}; torch {env.get('torch')}, transformers "
              f"{env.get('transformers')}; {env.get('date', '')}", "",
-             "| preset | identical tokens | max abs logit diff | same kept per stage | stage devices | "
-             "stages on their layer's device | host reads (single / sharded) | peer copies |",
-             "|---|---|---|---|---|---|---|---|"]
+             "Logits: the first generated token's (the prefill); \"same device again\": each side run twice.", "",
+             "| preset | identical tokens | max abs logit diff | same device again: tokens, logit diff | "
+             "same kept per stage | stage devices | stages on their layer's device | host reads (single / sharded) "
+             "| peer copies |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in result["correctness"]:
         devices = ", ".join(f"L{k}: {v}" for k, v in r["stage_devices"].items()) or "-"
         lines.append(f"| {r['preset']} | {r['identical_tokens']} | {r['max_abs_logit_diff']:.3g} | "
+                     f"{r['repeat_identical_tokens']}, {r['repeat_max_abs_logit_diff']:.3g} | "
                      f"{r['same_kept_per_stage']} | {devices} | {r['stages_on_their_layer_device']} | "
                      f"{r['host_reads_single']} / {r['host_reads_sharded']} | {r['peer_copies_sharded']} |")
     lines += ["", "| preset | TTFT one device (ms) | TTFT sharded (ms) | peak GiB one device | peak GiB per device, "

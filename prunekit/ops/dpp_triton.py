@@ -28,6 +28,7 @@ Importing this module never fails: without Triton (CPU-only installs, CI) `avail
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -264,14 +265,17 @@ def greedy_map_triton(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Ten
     ints = torch.zeros(2 * bsz + 1, device=device, dtype=torch.int32)  # barrier counters, counts, error flag
     bar, count, err = ints[:bsz], ints[bsz:2 * bsz], ints[2 * bsz:]
     if bsz and n:
-        _greedy_dpp_kernel[(bsz * plan.programs,)](
-            kernel, valid, keep, chol, out, count, part_val, part_idx, bar, err,
-            n, float(eps),
-            kernel.stride(0), kernel.stride(1), valid.stride(0), chol.stride(0), chol.stride(1), out.stride(0),
-            P=plan.programs, W=plan.width, BLOCK_T=plan.block_t, PB=pb,
-            MAX_POLLS=MAX_SPIN if not _interpreting() else 64,
-            num_warps=plan.num_warps,
-        )
+        # Triton launches on the current CUDA device, not the tensors' (a sharded model's later layers)
+        on_device = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+        with on_device:
+            _greedy_dpp_kernel[(bsz * plan.programs,)](
+                kernel, valid, keep, chol, out, count, part_val, part_idx, bar, err,
+                n, float(eps),
+                kernel.stride(0), kernel.stride(1), valid.stride(0), chol.stride(0), chol.stride(1), out.stride(0),
+                P=plan.programs, W=plan.width, BLOCK_T=plan.block_t, PB=pb,
+                MAX_POLLS=MAX_SPIN if not _interpreting() else 64,
+                num_warps=plan.num_warps,
+            )
     return out, count, err
 
 

@@ -70,3 +70,12 @@ def pad_rows(parts: Sequence[torch.Tensor], fill: float = 0.0) -> tuple[torch.Te
     padded = flat[index]
     mask = valid.view(*valid.shape, *([1] * (padded.ndim - 2)))
     return torch.where(mask, padded, torch.full_like(padded, fill)), valid
+
+
+def index_add(out: torch.Tensor, index: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``out.index_add_(0, index, source)`` summed in a fixed order on every device; returns ``out``.
+
+    CUDA's ``index_add_`` adds with atomics, so float sums over repeated indices differ in the last bit
+    from run to run; ``index_put_(accumulate=True)`` sorts the indices first and is deterministic.
+    """
+    return out.index_put_((index,), source, accumulate=True)

@@ -302,7 +302,10 @@ class PruneSession:
             valid = state.lm_valid
         else:
             (cos, sin), valid = cur.position_embeddings, cur.valid
-        device = hidden.device  # with device_map sharding, work where this layer's input lives
+        # with device_map sharding, work where this layer computes (its weights' device; accelerate would
+        # move the input there next anyway), so the stage's indices live beside the layer they feed
+        device = _execution_device(self.layers[index], hidden)
+        hidden = hidden.to(device)
         valid = valid.to(device)
         for track in state.tracks:
             track.orig, track.lm = track.orig.to(device), track.lm.to(device)

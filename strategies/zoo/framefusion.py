@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 
 from prunekit.interfaces import StageConfig, TokenMerger
+from prunekit.ops.nosync import index_add
 from prunekit.ops.ranking import top_indices
 from prunekit.ops.similarity import cosine
 from prunekit.types import MergeMap, Segments, VideoLayout
@@ -93,7 +94,7 @@ class CascadedSimilarityMerger(TokenMerger):
         pos = torch.arange(live.shape[1], device=live.device)[None].expand_as(frame)
         dst = frame[merged] * live.shape[1] + pos[merged]
         flat = feats.view(-1, feats.shape[-1])
-        sums = flat.clone().index_add_(0, dst, feats[merged])
+        sums = index_add(flat.clone(), dst, feats[merged])
         counts = torch.ones(flat.shape[0], device=feats.device).index_add_(
             0, dst, torch.ones_like(dst, dtype=feats.dtype))
         flat.copy_(sums / counts[:, None])

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from prunekit.interfaces import BudgetAllocator, FrameSelector, StageConfig
 from prunekit.ops.apportion import apportion
+from prunekit.ops.nosync import index_add
 from prunekit.ops.ranking import top_indices
 from prunekit.ops.similarity import l2_normalize
 from prunekit.types import Segments, SelectionContext
@@ -37,7 +38,7 @@ def vidcom2_scores(tokens: torch.Tensor, frame: torch.Tensor) -> tuple[torch.Ten
     (VidCom2: low-variance half of the channels, L2-normalised tokens)."""
     x = l2_normalize(low_variance_channels(tokens))  # [N, D']
     frames, inverse = torch.unique(frame, return_inverse=True)
-    sums = torch.zeros(frames.numel(), x.shape[-1], device=x.device).index_add_(0, inverse, x)
+    sums = index_add(torch.zeros(frames.numel(), x.shape[-1], device=x.device), inverse, x)
     centers = sums / torch.bincount(inverse, minlength=frames.numel())[:, None]
     return gaussian_similarity(x, x.mean(0)), gaussian_similarity(x, centers[inverse])
 
@@ -60,7 +61,7 @@ class UniquenessAllocator(BudgetAllocator):
         video_sim, _ = vidcom2_scores(features.reshape(num_frames * per_frame, -1), frame)
         unique = -video_sim.view(num_frames, per_frame).mean(1)  # [F]
         seg = segments.segment_of_frame().to(features.device)
-        out = torch.zeros(len(segments), device=features.device).index_add_(0, seg, unique)
+        out = index_add(torch.zeros(len(segments), device=features.device), seg, unique)
         return (out / torch.bincount(seg, minlength=len(segments)))[:, None]
 
     def allocate(self, live_sizes: list[int], total_keep: int,
