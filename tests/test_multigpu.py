@@ -29,3 +29,18 @@ def test_device_map_puts_each_half_of_the_layers_on_its_device() -> None:
     assert layers == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
     assert mapping["model.vision_tower"] == "cuda:0" and mapping["lm_head"] == "cuda:1"
     assert mapping["model.language_model.norm"] == "cuda:1" and mapping["model.image_newline"] == "cuda:0"
+
+
+def test_verdict_holds_sharded_runs_to_the_devices_own_run_to_run_noise() -> None:
+    import torch
+
+    def side(tokens: list[int], repeat_ok: bool, logits: float = 0.0) -> dict:
+        return {"preset": "p", "tokens": tokens, "logits": torch.full((3,), logits), "repeat_identical_tokens": repeat_ok,
+                "repeat_max_abs_logit_diff": 0.0, "kept_per_stage": [[7, 10]], "stage_devices": {7: "cuda:1"},
+                "layer_devices": {7: "cuda:1"}, "copies": {"Memcpy DtoH": 3}}
+
+    assert sharded.compare(side([1, 2], True), side([1, 2], True))["ok"]
+    assert not sharded.compare(side([1, 2], True), side([1, 3], True))["ok"]  # reproducible device: must match
+    flaky = sharded.compare(side([1, 2], False), side([1, 3], True))
+    assert flaky["ok"] and flaky["tokens_agree_until"] == 1
+    assert not sharded.compare(side([1, 2], False), side([1, 3], True, logits=0.5))["ok"]  # prefill differs

@@ -144,9 +144,20 @@ def _layer_devices(model: nn.Module) -> dict[int, str]:
     return {i: str(next(layer.parameters()).device) for i, layer in enumerate(model.model.language_model.layers)}
 
 
+def _agree_until(a: list[int], b: list[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
 def compare(single: dict, sharded: dict) -> dict:
-    """The correctness verdict of one preset: single device against sharded."""
+    """The correctness verdict of one preset: single device against sharded.
+
+    The prefill logits must match as closely as each device matches itself on a second run, and the
+    generated tokens must be identical, unless a device does not reproduce its own tokens (greedy decode
+    of a random-weight bf16 model can flip a near-tie between runs on one GPU; the unpruned row shows it).
+    """
     row = {"preset": single["preset"], "identical_tokens": single["tokens"] == sharded["tokens"],
+           "tokens_agree_until": _agree_until(single["tokens"], sharded["tokens"]),
            "max_abs_logit_diff": float((single["logits"] - sharded["logits"]).abs().max()),
            "repeat_identical_tokens": single["repeat_identical_tokens"] and sharded["repeat_identical_tokens"],
            "repeat_max_abs_logit_diff": max(single["repeat_max_abs_logit_diff"],
@@ -157,7 +168,9 @@ def compare(single: dict, sharded: dict) -> dict:
            "host_reads_single": single["copies"].get("Memcpy DtoH", 0),
            "host_reads_sharded": sharded["copies"].get("Memcpy DtoH", 0),
            "peer_copies_sharded": sum(v for k, v in sharded["copies"].items() if k in ("Memcpy PtoP", "Memcpy DtoD"))}
-    row["ok"] = bool(row["identical_tokens"] and row["same_kept_per_stage"] and row["stages_on_their_layer_device"]
+    row["ok"] = bool((row["identical_tokens"] or not row["repeat_identical_tokens"])
+                     and row["max_abs_logit_diff"] <= row["repeat_max_abs_logit_diff"]
+                     and row["same_kept_per_stage"] and row["stages_on_their_layer_device"]
                      and row["host_reads_sharded"] <= row["host_reads_single"])
     return row
 
@@ -198,13 +211,14 @@ def markdown(result: dict) -> str:
              f"{env.get('gpu') or env.get('device')}; torch {env.get('torch')}, transformers "
              f"{env.get('transformers')}; {env.get('date', '')}", "",
              "Logits: the first generated token's (the prefill); \"same device again\": each side run twice.", "",
-             "| preset | identical tokens | max abs logit diff | same device again: tokens, logit diff | "
+             "| preset | identical tokens (agree until) | max abs logit diff | same device again: tokens, logit diff | "
              "same kept per stage | stage devices | stages on their layer's device | host reads (single / sharded) "
              "| peer copies |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in result["correctness"]:
         devices = ", ".join(f"L{k}: {v}" for k, v in r["stage_devices"].items()) or "-"
-        lines.append(f"| {r['preset']} | {r['identical_tokens']} | {r['max_abs_logit_diff']:.3g} | "
+        lines.append(f"| {r['preset']} | {r['identical_tokens']} ({r['tokens_agree_until']}) | "
+                     f"{r['max_abs_logit_diff']:.3g} | "
                      f"{r['repeat_identical_tokens']}, {r['repeat_max_abs_logit_diff']:.3g} | "
                      f"{r['same_kept_per_stage']} | {devices} | {r['stages_on_their_layer_device']} | "
                      f"{r['host_reads_single']} / {r['host_reads_sharded']} | {r['peer_copies_sharded']} |")
