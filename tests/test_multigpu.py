@@ -35,9 +35,10 @@ def test_verdict_holds_sharded_runs_to_the_devices_own_run_to_run_noise() -> Non
     import torch
 
     def side(tokens: list[int], repeat_ok: bool, logits: float = 0.0) -> dict:
-        return {"preset": "p", "tokens": tokens, "logits": torch.full((3,), logits), "repeat_identical_tokens": repeat_ok,
-                "repeat_max_abs_logit_diff": 0.0, "kept_per_stage": [[7, 10]], "stage_devices": {7: "cuda:1"},
-                "layer_devices": {7: "cuda:1"}, "copies": {"Memcpy DtoH": 3}}
+        return {"preset": "p", "tokens": tokens, "logits": torch.full((3,), logits),
+                "repeat_identical_tokens": repeat_ok, "repeat_max_abs_logit_diff": 0.0,
+                "kept_per_stage": [[7, 10]], "stage_devices": {7: "cuda:1"}, "layer_devices": {7: "cuda:1"},
+                "copies": {"Memcpy DtoH": 3}}
 
     assert sharded.compare(side([1, 2], True), side([1, 2], True))["ok"]
     assert not sharded.compare(side([1, 2], True), side([1, 3], True))["ok"]  # reproducible device: must match

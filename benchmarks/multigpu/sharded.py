@@ -232,6 +232,16 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rejudge(result: dict) -> dict:
+    """``result`` (a stored `run` record) with its verdicts recomputed by this version's `compare`."""
+    rows = []
+    for old in result["correctness"]:
+        single, sharded = result["single"][old["preset"]], result["sharded"][old["preset"]]
+        zeros = torch.zeros(1)
+        rows.append(compare({**single, "logits": zeros}, {**sharded, "logits": zeros + old["max_abs_logit_diff"]}))
+    return {**result, "correctness": rows, "ok": all(r["ok"] for r in rows)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model-shape", default="tiny")
@@ -241,16 +251,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--new-tokens", type=int, default=16)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default=None)
+    p.add_argument("--rejudge", default=None, metavar="JSON",
+                   help="recompute the verdicts of a stored sharded.json (no model is run) and write --out")
     args = p.parse_args(argv)
+    if args.rejudge:
+        result = rejudge(json.loads(Path(args.rejudge).read_text()))
+        return _write(result, args.out)
     gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     devices = args.devices.split(",") if args.devices else (gpus if len(gpus) > 1 else ["cpu", "cpu"])
     frames = args.frames or get_shape(args.model_shape).frames
     result = run(args.model_shape, frames, [x for x in args.presets.split(",") if x], devices,
                  args.new_tokens, args.repeats)
+    return _write(result, args.out)
+
+
+def _write(result: dict, out_dir: str | None) -> int:
     text = markdown(result)
     print(text)
-    if args.out:
-        out = Path(args.out)
+    if out_dir:
+        out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "sharded.json").write_text(json.dumps(result, indent=1))
         (out / "sharded.md").write_text(text)
