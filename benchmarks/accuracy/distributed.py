@@ -72,3 +72,8 @@ class World:
         """Wait for every process (a no-op alone)."""
         if self.size > 1:
             torch.distributed.barrier()
+
+    def finish(self) -> None:
+        """Leave the process group (a no-op alone), so the run ends without NCCL's resource-leak warning."""
+        if self.size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

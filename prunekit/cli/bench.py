@@ -141,6 +141,7 @@ def accuracy_command(args: argparse.Namespace) -> int:
         print(f"prunekit: warning: {cell.label} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     records = harness.run(strategies, budgets, on_error=on_error)
+    world.finish()
     if not world.is_main:
         return 1 if failed else 0
     paths = acc.write_outputs(records, args.out, plot=not args.no_plot)
