@@ -35,6 +35,7 @@ def compare(frames: int, side: int, dim: int, device: torch.device, repeats: int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.efficiency.pooling``: time both poolings at each ``--frames``."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", default="32,64")
     p.add_argument("--side", type=int, default=27, help="patch grid side before pooling (27 for LLaVA-OV-7B)")

@@ -243,6 +243,7 @@ def rejudge(result: dict) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.multigpu.sharded``: run (or ``--rejudge``) the check, print and save it."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model-shape", default="tiny")
     p.add_argument("--frames", type=int, default=None, help="default: the shape's")

@@ -63,6 +63,7 @@ def report(qtype: str, target: np.ndarray, other: np.ndarray) -> str:
 
 
 def main(argv=None) -> None:
+    """``python -m benchmarks.synthetic.attention``: print the attention report of each ``--types``."""
     from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
 
     from prunekit.tiny import TINY_MODEL_DIR
