@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .runner import _sync
+from .probes import sync
 from .scenes import SceneFeatures
 from .shapes import build, get_shape, make_inputs
 
@@ -67,7 +67,7 @@ def gc_per_generate(model: torch.nn.Module, inputs: dict, runs: int, cuda: bool,
     with GcClock() as clock:
         for _ in range(runs):
             _generate(model, inputs, new_tokens)
-        _sync(cuda)
+        sync(cuda)
     per = [c / runs for c in clock.count]
     return (f"collections per generate({new_tokens}): gen0 {per[0]:.1f}, gen1 {per[1]:.1f}, gen2 {per[2]:.1f}; "
             f"{clock.ms / runs:.2f} host ms")
@@ -77,10 +77,10 @@ def prefill_profile(model: torch.nn.Module, inputs: dict, prefills: int, cuda: b
     """Cumulative host ms per prefill of prunekit's functions (cProfile)."""
     profiler = cProfile.Profile()
     for _ in range(prefills):
-        _sync(cuda)
+        sync(cuda)
         profiler.enable()
         _generate(model, inputs, 1)
-        _sync(cuda)
+        sync(cuda)
         profiler.disable()
     stats = pstats.Stats(profiler)
     lines = []
@@ -104,7 +104,7 @@ def _op_table(model: torch.nn.Module, inputs: dict, new_tokens: int,
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
         _generate(model, inputs, new_tokens)
-        _sync(cuda)
+        sync(cuda)
     table = {}
     for e in prof.key_averages():
         gpu = getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)) if cuda else 0.0

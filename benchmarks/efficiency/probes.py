@@ -25,16 +25,17 @@ def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 1, cuda: bool =
         fn()
     times = []
     for _ in range(repeats):
-        _sync(cuda)
+        sync(cuda)
         start = Mark(cuda)
         fn()
         end = Mark(cuda)
-        _sync(cuda)
+        sync(cuda)
         times.append(start.until(end))
     return statistics.median(times)
 
 
-def _sync(cuda: bool) -> None:
+def sync(cuda: bool) -> None:
+    """Wait for the current CUDA device (a no-op on the CPU)."""
     if cuda:
         torch.cuda.synchronize()
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from .probes import PARTS, Mark, ModuleProbe, _sync, instrument, merged_snapshot
+from .probes import PARTS, Mark, ModuleProbe, instrument, merged_snapshot, sync
 from .scenes import SceneFeatures
 from .shapes import SHAPES, ModelShape, build, get_shape, make_inputs
 
@@ -194,14 +194,14 @@ def generate_once(model: torch.nn.Module, inputs: dict, new_tokens: int, probes:
     """One synchronised ``generate``; returns wall, vision, LLM prefill, decode and memory figures."""
     cuda = probes.cuda
     probes.reset()
-    _sync(cuda)
+    sync(cuda)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = Mark(cuda)
     with torch.inference_mode():
         model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
     end = Mark(cuda)
-    _sync(cuda)
+    sync(cuda)
     wall = start.host_until(Mark(False))
     calls = probes.lm.calls
     out = {
@@ -274,7 +274,7 @@ def run_shape(cfg: EfficiencyConfig, shape: ModelShape, device: torch.device, lo
         log(f"skipping unknown presets {missing} (known: {sorted(available)})")
         specs = [s for s in specs if s.preset == UNPRUNED or s.preset in available]
 
-    _sync(cuda)
+    sync(cuda)
     model = build(shape, device, dtype, seed=cfg.seed)
     weights_gib = torch.cuda.memory_allocated() / 2**30 if cuda else float("nan")
     fast_pooling = cfg.fast_pooling and shape.family == "llava_onevision"
@@ -427,7 +427,7 @@ def torch_profile(model: torch.nn.Module, inputs: dict, new_tokens: int, cuda: b
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof, torch.inference_mode():
         model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
-    _sync(cuda)
+    sync(cuda)
     averages = prof.key_averages()
     counts = {e.key: e.count for e in averages if e.key in (
         "cudaStreamSynchronize", "cudaDeviceSynchronize", "aten::item", "aten::_local_scalar_dense",
