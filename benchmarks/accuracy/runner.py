@@ -171,7 +171,6 @@ class AccuracyHarness:
                      "max_new_tokens": max_new_tokens, "scoring": scoring_description(self.mc_answer),
                      "processes": self.world.size}
         self._prepared = False
-        self._items_per_process: list[int] = []
         self._finished = self._read_records()
 
     # -- public ------------------------------------------------------------------------------
@@ -236,12 +235,12 @@ class AccuracyHarness:
             return record, None
         try:
             start = time.perf_counter()
-            predictions = self._predict(cell, handle)
+            predictions, items_per_process = self._predict(cell, handle)
             seconds = time.perf_counter() - start
         finally:
             if handle is not None:
                 handle.remove()
-        record = {**base, "status": "ok", "seconds": round(seconds, 3), "items_per_process": self._items_per_process,
+        record = {**base, "status": "ok", "seconds": round(seconds, 3), "items_per_process": items_per_process,
                   **self._summary(predictions, baseline)}
         self._write_predictions(cell_id, predictions)
         self._append_record(record)
@@ -279,7 +278,8 @@ class AccuracyHarness:
 
         return video.load(item.video, self.num_frames)
 
-    def _predict(self, cell: Cell, handle: prunekit.PruneHandle | None) -> list[dict]:
+    def _predict(self, cell: Cell, handle: prunekit.PruneHandle | None) -> tuple[list[dict], list[int]]:
+        """Every item's prediction (gathered from all processes) and how many items each process ran."""
         from tqdm.auto import tqdm
 
         mine = self.world.batches(len(self.batches))
@@ -313,8 +313,7 @@ class AccuracyHarness:
                                   "input_retention": s.input_retention if s else 1.0,
                                   "layer_average_retention": s.layer_average_retention if s else 1.0,
                                   "flops_ratio": s.flops_ratio if s else 1.0}
-        merged, self._items_per_process = self.world.gather(predictions, len(self.items))
-        return merged
+        return self.world.gather(predictions, len(self.items))
 
     def _summary(self, preds: list[dict], baseline: list[dict] | None) -> dict:
         correct = np.array([p["correct"] for p in preds], np.float64)
