@@ -246,6 +246,11 @@ def _distinct_objects(rng: np.random.Generator, n: int) -> list[tuple[str, str]]
     return [(str(c), str(s)) for c, s in zip(colors, shapes)]
 
 
+def _shuffled_absent(rng, names, shown) -> list[str]:
+    """``names`` that are not in ``shown``, in random order (distractors that are not on screen)."""
+    return [str(x) for x in rng.permutation([k for k in names if k not in shown])]
+
+
 def _multiple_choice(rng: np.random.Generator, correct: str, wrong: list[str]) -> tuple[tuple[str, ...], str]:
     options = [correct, *wrong[:3]]
     order = rng.permutation(len(options))
@@ -294,7 +299,7 @@ def _event_order(rng):
     b = c.add(cb, sb, size_b, _static(range(start_b, start_b + lb), *_pos(rng, size_b)))
     which = "first" if rng.random() < 0.5 else "last"
     correct, other = (a, b) if which == "first" else (b, a)
-    others = [str(x) for x in rng.permutation([k for k in OBJECT_COLORS if k not in (ca, cb)])]
+    others = _shuffled_absent(rng, OBJECT_COLORS, (ca, cb))
     options, answer = _multiple_choice(rng, correct.color, [other.color, *others[:2]])
     meta = {"first": a.name, "last": b.name, "frames_first": [start_a, start_a + la],
             "frames_last": [start_b, start_b + lb]}
@@ -322,7 +327,7 @@ def _needle_clip(rng):
 
 def _needle_color(rng):
     c, needle, (dc, _), meta = _needle_clip(rng)
-    others = [str(x) for x in rng.permutation([k for k in OBJECT_COLORS if k not in (needle.color, dc)])]
+    others = _shuffled_absent(rng, OBJECT_COLORS, (needle.color, dc))
     options, answer = _multiple_choice(rng, needle.color, [dc, *others[:2]])
     return c, _Q["needle_color"], options, answer, meta
 
@@ -395,20 +400,14 @@ def _scene_object_color(rng):
     c, objs, target, meta = _scene_object_clip(rng)
     color = objs[target][0]
     shown = [oc for oc, _ in objs if oc != color]
-    others = [str(x) for x in rng.permutation([k for k in OBJECT_COLORS if k != color and k not in shown])]
-    options, answer = _multiple_choice(rng, color, [*shown, *others][:3])
+    options, answer = _multiple_choice(rng, color, [*shown, *_shuffled_absent(rng, OBJECT_COLORS, [color, *shown])][:3])
     return c, _Q["scene_object_color"].format(bg=c.backgrounds[target]), options, answer, meta
-
-
-def _background_options(rng, answer: str, shown: list[str]) -> tuple[tuple[str, ...], str]:
-    """Four background names: ``answer``, then backgrounds not in ``shown`` (only one option is shown)."""
-    absent = [str(b) for b in rng.permutation([b for b in BACKGROUND_COLORS if b not in shown])]
-    return _multiple_choice(rng, answer, absent[:3])
 
 
 def _background_color(rng):
     c, _, target, meta = _scene_object_clip(rng)
-    options, answer = _background_options(rng, c.backgrounds[target], c.backgrounds)
+    absent = _shuffled_absent(rng, BACKGROUND_COLORS, c.backgrounds)  # only the answer is on screen
+    options, answer = _multiple_choice(rng, c.backgrounds[target], absent[:3])
     return c, _Q["background_color"], options, answer, meta
 
 
@@ -416,8 +415,7 @@ def _object_background(rng):
     c, objs, target, meta = _scene_object_clip(rng)
     bg = c.backgrounds[target]
     others = [b for b in c.backgrounds if b != bg]
-    absent = [str(b) for b in rng.permutation([b for b in BACKGROUND_COLORS if b not in c.backgrounds])]
-    options, answer = _multiple_choice(rng, bg, [*others, *absent][:3])
+    options, answer = _multiple_choice(rng, bg, [*others, *_shuffled_absent(rng, BACKGROUND_COLORS, c.backgrounds)][:3])
     return c, _Q["object_background"].format(color=objs[target][0]), options, answer, meta
 
 
