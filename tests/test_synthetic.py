@@ -283,3 +283,33 @@ def test_attention_diagnostic_finds_the_head_that_retrieves_the_moving_object():
     assert "layer 3" in report("motion_direction", target, other)
     with pytest.raises(ValueError, match="no target object"):
         target_color(make_item("val", 0, "scene_count")[0])
+
+
+def test_training_attention_of_the_answer_position_matches_the_model_s_eager_attention():
+    import torch
+    from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
+
+    from prunekit.benchmarks.synthetic.generator import target_tokens
+    from prunekit.benchmarks.synthetic.train import encode_chunk, focus_loss, forward
+
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(TINY_MODEL_DIR, attn_implementation="eager").eval()
+    processor = AutoProcessor.from_pretrained(TINY_MODEL_DIR)
+    starts = (4, 5, 0)  # motion_direction, scene_object, scene_count (no target object)
+    batch = {k: torch.from_numpy(np.concatenate([encode_chunk(("val", s, 1, 0.0))[k] for s in starts]))
+             for k in ("frames", "ids", "n_prompt", "answer", "options", "aux", "type", "focus")}
+    with torch.no_grad():
+        *_, probs = forward(model, processor, batch, focus_layer=-1)
+        for row, start in enumerate(starts):
+            item, clip = make_item("val", start)
+            assert (batch["focus"][row].numpy() == target_tokens(item, clip)).all()
+            inputs = processor(text=item.prompt, videos=[clip.frames], return_tensors="pt")
+            eager = model(**inputs, output_attentions=True).attentions[-1][0, :, -1]
+            video = inputs["input_ids"][0] == model.config.video_token_id
+            torch.testing.assert_close(probs[row], eager[:, video], atol=1e-5, rtol=1e-4)
+    assert batch["focus"][:2].flatten(1).any(1).all() and not batch["focus"][2].any()
+    use = torch.tensor([True, True, True])
+    loss = focus_loss(probs, batch["focus"], use)
+    focus = batch["focus"].flatten(1).float()
+    on_target = torch.zeros_like(probs)
+    on_target[..., :-1] = (focus / focus.sum(1, keepdim=True).clamp_min(1))[:, None]
+    assert loss > 0.1 and focus_loss(on_target, batch["focus"], use) < 1e-3  # rows without a target count for nothing

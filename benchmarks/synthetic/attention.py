@@ -18,19 +18,9 @@ import argparse
 import numpy as np
 import torch
 
-from .generator import OBJECT_COLORS, QUESTION_TYPES, Item, make_item
+from .generator import QUESTION_TYPES, make_item, target_color, target_tokens
 
-SCENE_TYPES = ("scene_object", "scene_object_color", "object_background")
-TYPES = ("motion_direction", *SCENE_TYPES)
-
-
-def target_color(item: Item) -> str:
-    """Colour of the object ``item``'s question is about."""
-    if item.type == "motion_direction":
-        return item.question.split("does the ")[1].split()[0]
-    if item.type in SCENE_TYPES:
-        return item.meta["objects"][item.meta["scene"]].split()[0]
-    raise ValueError(f"no target object for question type {item.type!r}; use one of {TYPES}")
+__all__ = ["attention_masses", "report", "target_color"]
 
 
 def attention_masses(model, processor, qtype: str, items: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,9 +34,8 @@ def attention_masses(model, processor, qtype: str, items: int) -> tuple[np.ndarr
         with torch.no_grad():
             out = model(**inputs, output_attentions=True)
         visual = (inputs["input_ids"][0] == video_id).nonzero().flatten()[:-1]  # the last one is the newline
-        colors = torch.as_tensor(clip.obj_color.reshape(-1))
-        target = colors == 1 + list(OBJECT_COLORS).index(target_color(item))
-        other = (colors > 0) & ~target
+        target = torch.as_tensor(target_tokens(item, clip).reshape(-1))
+        other = torch.as_tensor(clip.obj_color.reshape(-1) > 0) & ~target
         weights = torch.stack([a[0, :, -1, visual] for a in out.attentions])  # [layers, heads, tokens]
         target_mass.append(weights[..., target].sum(-1))
         other_mass.append(weights[..., other].sum(-1))

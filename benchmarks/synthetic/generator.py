@@ -509,6 +509,27 @@ def make_item(split: str, index: int, qtype: str | None = None) -> tuple[Item, C
     return item, clip
 
 
+# question types whose clip has one target object: the named object of motion_direction, the object of
+# the named scene for the scene_object family
+TARGET_TYPES = ("motion_direction", "open_motion", "scene_object", "scene_object_color", "object_background")
+
+
+def target_color(item: Item) -> str:
+    """Colour of the one object ``item``'s question is about (only for :data:`TARGET_TYPES`)."""
+    if item.type in ("motion_direction", "open_motion"):
+        return item.question.split("does the ")[1].split()[0]
+    if item.type in TARGET_TYPES:
+        return item.meta["objects"][item.meta["scene"]].split()[0]
+    raise ValueError(f"no target object for question type {item.type!r}; use one of {TARGET_TYPES}")
+
+
+def target_tokens(item: Item, clip: Clip) -> np.ndarray:
+    """Bool ``[F, 4, 4]``: the visual tokens that show ``item``'s target object (all False without one)."""
+    if item.type not in TARGET_TYPES:
+        return np.zeros_like(clip.obj_color, dtype=bool)
+    return clip.obj_color == 1 + list(OBJECT_COLORS).index(target_color(item))
+
+
 def _jsonable(meta: dict) -> dict:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in meta.items()}
 

@@ -47,8 +47,10 @@ from .generator import (  # noqa: E402
     QUESTION_TYPES,
     SHAPES,
     SIZE,
+    TARGET_TYPES,
     TRAINING_TYPES,
     make_item,
+    target_tokens,
     vocabulary,
 )
 
@@ -81,6 +83,9 @@ class TrainConfig:
     curriculum_share: float = 0.0  # share of training items that are training-only questions
     curriculum_types: str = "object_shape"  # which training-only types (comma-separated), in equal parts
     init: str = ""  # start from this saved model's weights (fine-tuning) instead of a random init
+    focus_weight: float = 0.0  # > 0: supervise where the answer position looks (see focus_loss)
+    focus_types: str = "scene_object,scene_object_color"  # question types whose items get that loss
+    focus_layer: int = -1  # the LM layer whose heads are supervised
     # architecture
     vision_hidden: int = 128
     vision_layers: int = 4
@@ -199,7 +204,8 @@ _TOK = None
 # one encoded item: field -> (shape, dtype); the workers' arrays, the staging slots and the device pool
 _FIELDS = {"frames": ((NUM_FRAMES, SIZE, SIZE, 3), torch.uint8), "ids": ((MAX_LEN,), torch.int32),
            "n_prompt": ((), torch.int32), "answer": ((), torch.int32), "options": ((4,), torch.int32),
-           "aux": ((4, NUM_FRAMES, GRID, GRID), torch.int8), "type": ((), torch.int8)}
+           "aux": ((4, NUM_FRAMES, GRID, GRID), torch.int8), "type": ((), torch.int8),
+           "focus": ((NUM_FRAMES, GRID, GRID), torch.bool)}
 
 
 def curriculum_type(index: int, share: float, types: tuple[str, ...] = TRAINING_TYPES[:1]) -> str | None:
@@ -211,6 +217,15 @@ def curriculum_type(index: int, share: float, types: tuple[str, ...] = TRAINING_
     if share <= 0 or (index * 2654435761 % 2**32) / 2**32 >= share:
         return None
     return types[(index * 40503 % 2**16) % len(types)]
+
+
+def focus_types(cfg: TrainConfig) -> tuple[str, ...]:
+    """The question types named by ``cfg.focus_types`` (each must have a target object)."""
+    types = tuple(t.strip() for t in cfg.focus_types.split(",") if t.strip())
+    unknown = [t for t in types if t not in TARGET_TYPES]
+    if not types or unknown:
+        raise ValueError(f"focus types {unknown or types} have no target object; use some of {TARGET_TYPES}")
+    return types
 
 
 def curriculum_types(cfg: TrainConfig) -> tuple[str, ...]:
@@ -253,6 +268,7 @@ def encode_chunk(job: tuple[str, int, int, float]) -> dict[str, np.ndarray]:
             out["options"][j] = [word_id(tok, o) for o in item.options]
         out["aux"][j] = np.stack([clip.obj_color, clip.obj_shape, clip.obj_size, clip.background])
         out["type"][j] = ALL_TYPES.index(item.type)
+        out["focus"][j] = target_tokens(item, clip)
     return out
 
 
@@ -346,12 +362,15 @@ def pixel_values(frames: torch.Tensor, processor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------- forward
 
 
-def forward(model, processor, batch, drop_mask=None, length: int | None = None, video_states: bool = False):
+def forward(model, processor, batch, drop_mask=None, length: int | None = None, video_states: bool = False,
+            focus_layer: int | None = None):
     """Hidden states ``[B, 2, D]`` predicting the answer word and the end token, and the visual features.
 
     The sequences are the prompt plus the answer word (right padded to ``length``, by default the
     longest in the batch); the visual features ``[B, 257, D]`` feed the auxiliary head. With
-    ``video_states``, also the LM's last hidden states at the video tokens ``[B, 257, D]``.
+    ``video_states``, also the LM's last hidden states at the video tokens ``[B, 257, D]``. With
+    ``focus_layer``, also that LM layer's attention probabilities ``[B, heads, 257]`` from the position
+    that predicts the answer to the video tokens (see :func:`answer_attention`).
     """
     cfg = model.config
     n_prompt = batch["n_prompt"].long()
@@ -369,13 +388,74 @@ def forward(model, processor, batch, drop_mask=None, length: int | None = None, 
     if drop_mask is not None:  # the k-th video token of a row takes drop_mask[row, k] (gather: no host sync)
         order = (is_video.cumsum(1) - 1).clamp(0, drop_mask.shape[1] - 1)
         attn = torch.where(is_video, attn * drop_mask.gather(1, order).to(attn), attn)
-    hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=attn,
-                                        position_ids=positions).last_hidden_state
+    lm = model.model.language_model
+    with AttentionInputs(lm.layers[focus_layer].self_attn if focus_layer is not None else None) as seen:
+        hidden = lm(inputs_embeds=embeds, attention_mask=attn, position_ids=positions).last_hidden_state
     rows = torch.arange(len(ids), device=ids.device)[:, None]
     at = torch.stack([n_prompt - 1, n_prompt], dim=1)  # [B, 2]: before the answer word, on it
+    out = [hidden[rows, at], feats]
     if video_states:  # every prompt has the same video block, so the masked rows reshape evenly
-        return hidden[rows, at], feats, hidden[is_video].view(len(ids), -1, hidden.shape[-1])
-    return hidden[rows, at], feats
+        out.append(hidden[is_video].view(len(ids), -1, hidden.shape[-1]))
+    if focus_layer is not None:
+        probs = answer_attention(seen.module, seen.hidden, seen.rotary, n_prompt - 1, attn.bool())
+        out.append(probs.transpose(1, 2)[is_video].view(len(ids), -1, probs.shape[1]).transpose(1, 2))
+    return tuple(out)
+
+
+class AttentionInputs:
+    """Context manager that records what one LM attention module receives (hidden states, rotary cos/sin)."""
+
+    def __init__(self, module):
+        self.module, self.hidden, self.rotary, self._hook = module, None, None, None
+
+    def __enter__(self):
+        if self.module is not None:
+            self._hook = self.module.register_forward_pre_hook(self._record, with_kwargs=True)
+        return self
+
+    def _record(self, module, args, kwargs):
+        self.hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        self.rotary = kwargs["position_embeddings"]
+
+    def __exit__(self, *exc):
+        if self._hook is not None:
+            self._hook.remove()
+
+
+def answer_attention(attn, hidden: torch.Tensor, rotary, query_at: torch.Tensor, key_mask: torch.Tensor):
+    """Attention probabilities ``[B, heads, T]`` of each row's position ``query_at`` in module ``attn``.
+
+    Recomputes what the (Qwen2) attention module does at that one query: its projections, rotary
+    embedding, grouped keys, scaling, and a softmax over the keys that are not masked and not after the
+    query. It is the row of the eager attention matrix (no dropout), with gradients.
+    """
+    from transformers.models.qwen2.modeling_qwen2 import rotate_half
+
+    b, t, _ = hidden.shape
+    d = attn.head_dim
+    rows = torch.arange(b, device=hidden.device)
+    cos, sin = (r.to(hidden.dtype) for r in rotary)  # [B, T, d]
+    q = attn.q_proj(hidden[rows, query_at]).view(b, -1, 1, d)  # [B, H, 1, d]
+    q = q * cos[rows, query_at][:, None, None] + rotate_half(q) * sin[rows, query_at][:, None, None]
+    k = attn.k_proj(hidden).view(b, t, -1, d).transpose(1, 2)  # [B, KVH, T, d]
+    k = k * cos[:, None] + rotate_half(k) * sin[:, None]
+    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+    scores = (q @ k.transpose(-1, -2)).squeeze(2).float() * attn.scaling  # [B, H, T]
+    allowed = key_mask & (torch.arange(t, device=hidden.device)[None] <= query_at[:, None])
+    return scores.masked_fill(~allowed[:, None], float("-inf")).softmax(-1)
+
+
+def focus_loss(video_probs: torch.Tensor, focus: torch.Tensor, use: torch.Tensor) -> torch.Tensor:
+    """``-log`` of the attention mass the best head puts on the target object's tokens.
+
+    ``video_probs`` ``[B, H, 257]`` (from :func:`forward`), ``focus`` ``[B, F, 4, 4]`` the target tokens,
+    ``use`` ``[B]`` which rows count. Taking the best head leaves the model free to pick which head
+    does the lookup; the rows without a target add nothing.
+    """
+    mass = (video_probs[..., :-1] * focus.flatten(1)[:, None].to(video_probs)).sum(-1)  # [B, H]
+    nll = -torch.log(mass.max(-1).values + 1e-4)
+    use = use & focus.flatten(1).any(1)
+    return (nll * use).sum() / use.sum().clamp_min(1)
 
 
 def drop_mask(batch, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
@@ -480,7 +560,9 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    log = {"step": [], "loss": [], "lm_loss": [], "aux_loss": [], "eval": []}
+    focus_ids = torch.tensor([ALL_TYPES.index(t) for t in focus_types(cfg)], device=device)
+    focus = torch.zeros(())
+    log = {"step": [], "loss": [], "lm_loss": [], "aux_loss": [], "focus_loss": [], "eval": []}
     log["compute_ms_per_step"] = _time_compute(model, processor, pool.sample(cfg.batch_size, gen), device,
                                                steps=12 if device.type == "cuda" else 2)
     print(f"compute only (forward + backward, fixed batch): {log['compute_ms_per_step']:.1f} ms/step", flush=True)
@@ -504,15 +586,21 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
         batch = pool.sample(cfg.batch_size, gen)
         keep = drop_mask(batch, cfg, gen) if cfg.drop_aug_prob > 0 else None
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            last, feats, *states = forward(model, processor, batch, drop_mask=keep, length=MAX_LEN,  # fixed: no sync
-                                           video_states=cfg.lm_aux_weight > 0)
+            last, feats, *extra = forward(model, processor, batch, drop_mask=keep, length=MAX_LEN,  # fixed: no sync
+                                          video_states=cfg.lm_aux_weight > 0,
+                                          focus_layer=cfg.focus_layer if cfg.focus_weight > 0 else None)
             logits = model.lm_head(last).float()  # [B, 2, V]
             end = torch.full_like(batch["answer"], tok.eos_token_id)
             lm_loss = F.cross_entropy(logits.flatten(0, 1), torch.stack([batch["answer"], end], 1).long().flatten())
             aux_loss = auxiliary_loss(aux_head(feats[:, :-1].float()), batch["aux"])
             loss = lm_loss + cfg.aux_weight * aux_loss
-            if states:  # the LM must carry what each visual token shows, where later layers can read it
-                loss = loss + cfg.lm_aux_weight * auxiliary_loss(lm_aux_head(states[0][:, :-1].float()), batch["aux"])
+            if cfg.lm_aux_weight > 0:  # the LM must carry what each visual token shows, where later layers read it
+                states = extra.pop(0)[:, :-1].float()
+                loss = loss + cfg.lm_aux_weight * auxiliary_loss(lm_aux_head(states), batch["aux"])
+            if cfg.focus_weight > 0:  # the answer position must look at the object the question is about
+                use = torch.isin(batch["type"].long(), focus_ids)
+                focus = focus_loss(extra.pop(0), batch["focus"], use)
+                loss = loss + cfg.focus_weight * focus
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -523,8 +611,10 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
             log["loss"].append(loss.item())
             log["lm_loss"].append(lm_loss.item())
             log["aux_loss"].append(aux_loss.item())
+            log["focus_loss"].append(focus.item())
         if step % 500 == 0:
             print(f"step {step}/{total} loss {loss.item():.4f} lm {lm_loss.item():.4f} aux {aux_loss.item():.4f} "
+                  f"focus {focus.item():.4f} "
                   f"lr {lr:.2e} items {pool.generated} t {time.time() - t_start:.0f}s", flush=True)
         if time.time() - last_eval > cfg.eval_every_s or step == total:
             acc = quick_eval(model, processor, val)
