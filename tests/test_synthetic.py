@@ -311,5 +311,6 @@ def test_training_attention_of_the_answer_position_matches_the_model_s_eager_att
     loss = focus_loss(probs, batch["focus"], use)
     focus = batch["focus"].flatten(1).float()
     on_target = torch.zeros_like(probs)
-    on_target[..., :-1] = (focus / focus.sum(1, keepdim=True).clamp_min(1))[:, None]
-    assert loss > 0.1 and focus_loss(on_target, batch["focus"], use) < 1e-3  # rows without a target count for nothing
+    on_target[:, 2, :-1] = focus / focus.sum(1, keepdim=True).clamp_min(1)
+    assert loss > 0.1 and focus_loss(on_target, batch["focus"], use, head=2) < 1e-3  # rows without a target: 0
+    assert focus_loss(on_target, batch["focus"], use, head=1) > 5  # another head on target does not count

@@ -58,8 +58,7 @@ def stage_line(number: int, stage: dict) -> str:
     if cfg.get("curriculum_share"):
         options += "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k in _TEXT_OPTIONS)
     if cfg.get("focus_weight"):
-        options += f" --focus-types {cfg['focus_types']}" + (
-            f" --focus-layer {cfg['focus_layer']}" if cfg["focus_layer"] != -1 else "")
+        options += "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k in ("focus_types", "focus_layer", "focus_head"))
     init = " --init DIR_OF_STAGE_" + str(number - 1) if cfg.get("init") else ""
     start = "from the weights of stage " + str(number - 1) if cfg.get("init") else "from scratch"
     return (f"- Stage {number} ({start}): {cfg['steps']:,} steps of batch {cfg['batch_size']}, "
@@ -87,9 +86,9 @@ def write_card(model_dir: Path, test: dict, val: dict, pruned: dict[str, dict] |
                       "the language model's last hidden states at the visual tokens")
     if any(st["config"]["focus_weight"] for st in stages):
         extras.append("in the stages with `--focus-weight`, the attention of the position that predicts the answer "
-                      "is supervised for the questions about one object (`--focus-types`): a loss of "
-                      "`-log` of the attention mass that the best head of the language model's last layer puts on "
-                      "that object's visual tokens (known from the generator), so the model learns to look the "
+                      "is supervised for the questions about one object (`--focus-types`): a loss of `-log` of "
+                      "the attention mass that one head of the language model (`--focus-layer`, `--focus-head`) "
+                      "puts on that object's visual tokens (known from the generator), so the model learns to look the "
                       "object up; the saved model is the plain LLaVA-OV class and answers without any of it")
     extra = "".join(f"\n- {e[0].upper()}{e[1:]}." for e in extras)
     config = json.loads((model_dir / "config.json").read_text())
