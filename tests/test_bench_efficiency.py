@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from prunekit.cli import main
 
 
@@ -70,3 +72,48 @@ def test_hostprofile_names_prunekit_functions_and_compares_decode_steps(capsys) 
     assert "collections per generate(1)" in text
     assert "runtime/session.py" in text and "(_prefill)" in text  # prunekit's own code, by function
     assert "per decode step, by host time" in text and "aten::" in text
+
+
+def test_gap_report_labels_gpu_idle_time_with_the_host_range_open_then() -> None:
+    from prunekit.benchmarks.efficiency.gaps import analyse
+
+    def x(cat, name, ts, dur):  # noqa: ANN001, ANN202
+        return {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur}
+
+    trace = {"traceEvents": [
+        x("user_annotation", "gaps:vision tower", 0, 90), x("kernel", "vision_gemm", 0, 90),
+        x("user_annotation", "gaps:language model", 95, 400),
+        x("user_annotation", "prunekit.plan", 100, 60), x("kernel", "merge", 140, 20),  # idle 90-140: plan
+        x("user_annotation", "gaps:layer 00", 160, 120), x("kernel", "gemm", 165, 100),  # idle 160-165: too short
+        x("gpu_memcpy", "copy", 265, 5),
+        x("user_annotation", "gaps:layer 01", 290, 170), x("kernel", "gemm", 400, 50),  # idle 270-400: layer 01
+    ]}
+    report = analyse(trace, min_gap_us=10)
+    assert report.window_us == 450 - 90  # from the end of the vision tower to the last kernel
+    assert report.busy_us == 20 + 100 + 5 + 50
+    assert report.idle_by_label == {"prunekit.plan": 50, "layer 01": 130}
+    assert [(g.end - g.start, label) for g, label in report.largest] == [(130, "layer 01"), (50, "prunekit.plan")]
+    assert report.largest[0][0].name == "copy -> gemm"
+    assert "prunekit.plan" in report.table("x")
+    with pytest.raises(ValueError, match="no GPU kernels"):
+        analyse({"traceEvents": trace["traceEvents"][:1]})
+
+
+def test_gap_profile_labels_modules_and_prunekit_parts(capsys) -> None:  # noqa: ANN001
+    import torch
+
+    import prunekit
+    from prunekit.benchmarks.efficiency import gaps
+    from prunekit.modelzoo import build_model, video_inputs
+
+    model = build_model("llava_onevision", "tiny")
+    inputs = video_inputs(model, 8).kwargs
+    with prunekit.apply(model, "hieravid-30") as handle, gaps.labelled_timer(handle._session):
+        trace = gaps.profile_prefill(model, inputs, warmup=1)
+        assert handle.stats() is not None and handle._session.timer.snapshot()  # the timer still counts
+    names = {e["name"] for e in trace["traceEvents"] if e.get("cat") == "user_annotation"}
+    assert {"gaps:vision tower", "gaps:language model", "gaps:layer 00", "gaps:layer 03", "prunekit.plan"} <= names
+    assert not prunekit.is_pruned(model) and not model.model.language_model.layers[0]._forward_pre_hooks
+    if not torch.cuda.is_available():  # pragma: no branch - CI has no GPU
+        assert gaps.main(["--model-shape", "tiny"]) == 2
+        assert "needs a CUDA GPU" in capsys.readouterr().out
