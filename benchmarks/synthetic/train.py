@@ -14,7 +14,10 @@ by comparing the logits of the option words), a free word for open-ended questio
 Besides the answer loss, an auxiliary linear head (not saved) classifies each visual token's object
 colour, shape and size class and its background colour from the generator's labels; it makes the tiny
 vision tower learn useful features within minutes. Some training samples also have a random part of
-their object-free visual tokens masked out (keys removed, positions kept), as after pruning.
+their object-free visual tokens masked out (keys removed, positions kept), as after pruning. With
+``--focus-weight``, one attention head of the language model is taught where to look: for the questions
+about one object, a loss on the attention mass that the position predicting the answer puts on that
+object's visual tokens (`focus_loss`).
 """
 
 from __future__ import annotations
