@@ -223,23 +223,23 @@ def curriculum_type(index: int, share: float, types: tuple[str, ...] = TRAINING_
     return types[(index * 40503 % 2**16) % len(types)]
 
 
+def _named_types(option: str, names: str, allowed: tuple[str, ...], problem: str) -> tuple[str, ...]:
+    """The comma-separated question types ``names`` of ``option``, each one of ``allowed`` (else ``problem``)."""
+    types = tuple(t.strip() for t in names.split(",") if t.strip())
+    unknown = [t for t in types if t not in allowed]
+    if not types or unknown:
+        raise ValueError(f"{option} {unknown or types} {problem}; use some of {allowed}")
+    return types
+
+
 def focus_types(cfg: TrainConfig) -> tuple[str, ...]:
     """The question types named by ``cfg.focus_types`` (each must have a target object)."""
-    types = tuple(t.strip() for t in cfg.focus_types.split(",") if t.strip())
-    unknown = [t for t in types if t not in TARGET_TYPES]
-    if not types or unknown:
-        raise ValueError(f"focus types {unknown or types} have no target object; use some of {TARGET_TYPES}")
-    return types
+    return _named_types("focus types", cfg.focus_types, TARGET_TYPES, "have no target object")
 
 
 def curriculum_types(cfg: TrainConfig) -> tuple[str, ...]:
     """The training-only types named by ``cfg.curriculum_types`` (checked against the generator's)."""
-    types = tuple(t.strip() for t in cfg.curriculum_types.split(",") if t.strip())
-    unknown = [t for t in types if t not in TRAINING_TYPES]
-    if not types or unknown:
-        raise ValueError(f"curriculum types {unknown or types} are not training-only types; "
-                         f"use some of {TRAINING_TYPES}")
-    return types
+    return _named_types("curriculum types", cfg.curriculum_types, TRAINING_TYPES, "are not training-only types")
 
 
 def encode_chunk(job: tuple[str, int, int, float]) -> dict[str, np.ndarray]:
