@@ -99,17 +99,18 @@ def analyse(trace: dict, min_gap_us: float = 20.0) -> GapReport:
     if not device:
         raise ValueError("the trace has no GPU kernels: profile a CUDA run")
     vision_end = max((r.end for r in ranges if r.name == "vision tower"), default=None)
-    after_vision = [s for s in device if vision_end is None or s.start >= vision_end]
-    lo = min(s.start for s in after_vision) if vision_end is None else vision_end
+    lo = vision_end if vision_end is not None else min(s.start for s in device)
     hi = max(s.end for s in device)
-    gaps = idle_gaps(device, (lo, hi), min_gap_us)
+    every_gap = idle_gaps(device, (lo, hi), 0.0)
     by_label: dict[str, float] = defaultdict(float)
     labelled = []
-    for gap in gaps:
+    for gap in every_gap:
+        if gap.end - gap.start < min_gap_us:
+            continue
         label = innermost(ranges, (gap.start + gap.end) / 2)
         by_label[label] += gap.end - gap.start
         labelled.append((gap, label))
-    busy = (hi - lo) - sum(g.end - g.start for g in idle_gaps(device, (lo, hi), 0.0))
+    busy = (hi - lo) - sum(g.end - g.start for g in every_gap)
     labelled.sort(key=lambda gl: gl[0].start - gl[0].end)
     return GapReport(hi - lo, busy, dict(by_label), labelled)
 
@@ -142,35 +143,30 @@ def labelled_modules(model: torch.nn.Module):
             h.remove()
 
 
+class _LabelledTimer:
+    """A prunekit session timer whose parts also open a ``prunekit.<part>`` profiler range."""
+
+    def __init__(self, timer) -> None:  # noqa: ANN001
+        self._timer = timer
+
+    @contextmanager
+    def __call__(self, name: str):  # noqa: ANN204
+        with torch.autograd.profiler.record_function(f"prunekit.{name}"), self._timer(name):
+            yield
+
+    def __getattr__(self, attr: str):  # noqa: ANN204 - reset, snapshot, sync: the wrapped timer's
+        return getattr(self._timer, attr)
+
+
 @contextmanager
 def labelled_timer(session):
     """Make the prunekit session's timer open a ``prunekit.<part>`` profiler range for each part."""
     timer = session.timer
-    original = type(timer).__call__
-
-    @contextmanager
-    def timed(name: str):
-        with torch.autograd.profiler.record_function(f"prunekit.{name}"), original(timer, name):
-            yield
-
-    session.timer = _Timed(timer, timed)
+    session.timer = _LabelledTimer(timer)
     try:
         yield
     finally:
         session.timer = timer
-
-
-class _Timed:
-    """The session's timer with ``__call__`` replaced (everything else delegated)."""
-
-    def __init__(self, timer, call) -> None:  # noqa: ANN001
-        self._timer, self._call = timer, call
-
-    def __call__(self, name: str):  # noqa: ANN204
-        return self._call(name)
-
-    def __getattr__(self, attr: str):  # noqa: ANN204
-        return getattr(self._timer, attr)
 
 
 def profile_prefill(model: torch.nn.Module, inputs: dict, warmup: int = 2) -> dict:
