@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from prunekit.adapter import ModelAdapter
+from prunekit.model_adapter import ModelAdapter
 from prunekit.errors import InvalidInputError
 from prunekit.types import VideoLayout
 

@@ -22,7 +22,7 @@ from transformers import (
     LlavaOnevisionProcessor,
 )
 
-from prunekit.adapter import ModelAdapter
+from prunekit.model_adapter import ModelAdapter
 from prunekit.adapters.llava_onevision import stack_layouts, video_runs
 from prunekit.errors import InvalidInputError, UnsupportedModelError
 from prunekit.types import VideoLayout

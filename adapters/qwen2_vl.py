@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from prunekit.adapter import ModelAdapter
+from prunekit.model_adapter import ModelAdapter
 from prunekit.adapters.llava_onevision import stack_layouts, video_runs
 from prunekit.errors import InvalidInputError
 from prunekit.types import VideoLayout

@@ -12,7 +12,7 @@ from prunekit.strategies.hieravid.allocator import MVOffsetAllocator
 from prunekit.strategies.hieravid.merger import SamePositionMerger
 from prunekit.strategies.hieravid.segmenter import SimilaritySegmenter
 from prunekit.strategies.hieravid.selector import ConditionalDPPSelector
-from prunekit.strategies.presets import PRESETS
+from prunekit.strategies.hieravid.presets import PRESETS
 
 STAGES = (
     SingleSegmenter, FixedLengthSegmenter, SimilaritySegmenter,

@@ -104,7 +104,7 @@ def test_gap_profile_labels_modules_and_prunekit_parts(capsys) -> None:  # noqa:
 
     import prunekit
     from prunekit.benchmarks.efficiency import gaps
-    from prunekit.modelzoo import build_model, video_inputs
+    from prunekit.adapters.random_models import build_model, video_inputs
 
     model = build_model("llava_onevision", "tiny")
     inputs = video_inputs(model, 8).kwargs

@@ -11,7 +11,7 @@ import torch
 
 import prunekit
 from prunekit.errors import InvalidInputError, VideoDecodeError
-from prunekit.modelzoo import IMG, VEND, VID, VSTART, build_model
+from prunekit.adapters.random_models import IMG, VEND, VID, VSTART, build_model
 from prunekit.pipeline import Pipeline
 from tests.reference import reference_generate
 

@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     temporal = frames if shape.family.startswith("llava") else (frames + 1) // 2
     scenes = SceneFeatures(model, shape.scene_frames, temporal)  # the efficiency benchmark's scenes
     if args.fast_pooling:
-        from prunekit.adapters.pooling import fast_video_pooling
+        from prunekit.speedups import fast_video_pooling
 
         fast_video_pooling(model)
     reports = [analyse(profile_prefill(model, inputs), args.min_gap_us).table("unpruned", args.rows)]

@@ -279,7 +279,7 @@ def run_shape(cfg: EfficiencyConfig, shape: ModelShape, device: torch.device, lo
     weights_gib = torch.cuda.memory_allocated() / 2**30 if cuda else float("nan")
     fast_pooling = cfg.fast_pooling and shape.family == "llava_onevision"
     if fast_pooling:
-        from prunekit.adapters.pooling import fast_video_pooling
+        from prunekit.speedups import fast_video_pooling
 
         fast_video_pooling(model)
     inputs = make_inputs(model, shape, frames, device, dtype, batch=cfg.batch, seed=cfg.seed)
@@ -594,7 +594,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "per-shape plans)")
     parser.add_argument("--fast-pooling", action="store_true",
                         help="LLaVA-OV: pool video features on the channels-last view, bit-identical and ~200x "
-                        "faster on CUDA (prunekit.adapters.pooling), for the unpruned model and every strategy")
+                        "faster on CUDA (prunekit.speedups), for the unpruned model and every strategy")
 
 
 def config_from_args(args: argparse.Namespace) -> EfficiencyConfig:

@@ -7,7 +7,7 @@ import weakref
 import torch
 from torch import nn
 
-from prunekit.adapter import ModelAdapter, find_adapter
+from prunekit.model_adapter import ModelAdapter, find_adapter
 from prunekit.budget import Budget
 from prunekit.config import PipelineConfig
 from prunekit.errors import PrunekitError, UnsupportedModelError

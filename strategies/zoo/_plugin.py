@@ -8,17 +8,17 @@ from prunekit.config import PipelineConfig
 from prunekit.hookspecs import hookimpl
 from prunekit.registry import ScopedRegistry
 
-from .divprune import MaxMinDiversitySelector
-from .dycoke import TemporalMergeSelector
-from .fastvid import DySegSegmenter, FastVIDMerger
-from .framefusion import CascadedSimilarityMerger
-from .holitom import HoliTomMerger, StaticWindowSegmenter
+from prunekit.strategies.divprune import MaxMinDiversitySelector
+from prunekit.strategies.dycoke import TemporalMergeSelector
+from prunekit.strategies.fastvid import DySegSegmenter, FastVIDMerger
+from prunekit.strategies.framefusion import CascadedSimilarityMerger
+from prunekit.strategies.holitom import HoliTomMerger, StaticWindowSegmenter
 from .presets import PRESETS as _PRESETS
 from .presets import SPECS
-from .prunevid import DPCSegmenter, PruneVidMerger
-from .topk import TopRelevanceSelector
-from .vidcom2 import DistinctTokenSelector, UniquenessAllocator
-from .visionzip import VisionZipMerger
+from prunekit.strategies.prunevid import DPCSegmenter, PruneVidMerger
+from prunekit.strategies.fastv import TopRelevanceSelector
+from prunekit.strategies.vidcom2 import DistinctTokenSelector, UniquenessAllocator
+from prunekit.strategies.visionzip import VisionZipMerger
 
 STAGES: tuple[type, ...] = (
     DySegSegmenter, StaticWindowSegmenter, DPCSegmenter,

@@ -12,13 +12,13 @@ from typing import Any
 
 from prunekit.config import PipelineConfig
 
-from .divprune import DIVPRUNE_CITATION
-from .dycoke import DYCOKE_CITATION
-from .fastvid import FASTVID_CITATION
-from .framefusion import FRAMEFUSION_CITATION
-from .holitom import HOLITOM_CITATION
-from .prunevid import PRUNEVID_CITATION
-from .vidcom2 import VIDCOM2_CITATION
+from prunekit.strategies.divprune import DIVPRUNE_CITATION
+from prunekit.strategies.dycoke import DYCOKE_CITATION
+from prunekit.strategies.fastvid import FASTVID_CITATION
+from prunekit.strategies.framefusion import FRAMEFUSION_CITATION
+from prunekit.strategies.holitom import HOLITOM_CITATION
+from prunekit.strategies.prunevid import PRUNEVID_CITATION
+from prunekit.strategies.vidcom2 import VIDCOM2_CITATION
 
 FASTV_CITATION = (
     "Chen et al., An Image is Worth 1/2 Tokens After Layer 2: Plug-and-Play Inference Acceleration for "

@@ -10,7 +10,7 @@ from prunekit.interfaces import FrameSelector, StageConfig
 from prunekit.ops.ranking import spread_scores, top_indices
 from prunekit.types import SelectionContext
 
-from ._merge import quotas
+from prunekit.ops.merge_plan import quotas
 
 
 class TopRelevanceSelector(FrameSelector):

@@ -12,8 +12,8 @@ from prunekit.ops.ranking import top_indices
 from prunekit.ops.similarity import same_position_similarity
 from prunekit.types import MergeMap, Segments, VideoLayout
 
-from ._merge import MergePlan, quotas, scores_or_spread
-from ._static import cluster_group, limit_static, split_segments
+from prunekit.ops.merge_plan import MergePlan, quotas, scores_or_spread
+from prunekit.ops.static_tokens import cluster_group, limit_static, split_segments
 
 HOLITOM_CITATION = (
     "Shao et al., HoliTom: Holistic Token Merging for Fast Video Large Language Models, NeurIPS 2025.")

@@ -13,7 +13,7 @@ import torch
 
 from prunekit.ops.cluster import dpc_knn
 
-from ._merge import Group, MergePlan
+from prunekit.ops.merge_plan import Group, MergePlan
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from prunekit.ops.ranking import top_indices
 from prunekit.ops.similarity import cosine
 from prunekit.types import MergeMap, Segments, VideoLayout
 
-from ..hieravid.merger import same_position_runs
+from prunekit.strategies.hieravid.merger import same_position_runs
 
 FRAMEFUSION_CITATION = (
     "Fu et al., FrameFusion: Combining Similarity and Importance for Video Token Reduction on Large "

@@ -12,7 +12,7 @@ from prunekit.ops.cluster import most_similar
 from prunekit.ops.ranking import top_indices
 from prunekit.types import MergeMap, Segments, VideoLayout
 
-from ._merge import Group, MergePlan, quotas, scores_or_spread, segment_ids
+from prunekit.ops.merge_plan import Group, MergePlan, quotas, scores_or_spread, segment_ids
 
 
 def contextual_targets(count: int, available: int, device: torch.device) -> torch.Tensor:

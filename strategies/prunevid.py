@@ -20,8 +20,8 @@ from prunekit.ops.cluster import dpc_knn
 from prunekit.ops.similarity import l2_normalize
 from prunekit.types import MergeMap, Segments, VideoLayout
 
-from ._merge import MergePlan, quotas
-from ._static import cluster_group, limit_static, split_segments
+from prunekit.ops.merge_plan import MergePlan, quotas
+from prunekit.ops.static_tokens import cluster_group, limit_static, split_segments
 
 PRUNEVID_CITATION = (
     "Huang et al., PruneVid: Visual Token Pruning for Efficient Video Large Language Models, ACL 2025.")

@@ -14,7 +14,7 @@ from prunekit.ops.ranking import top_indices
 from prunekit.ops.similarity import cosine
 from prunekit.types import MergeMap, Segments, VideoLayout
 
-from ._merge import Group, MergePlan, quotas, scores_or_spread
+from prunekit.ops.merge_plan import Group, MergePlan, quotas, scores_or_spread
 
 FASTVID_CITATION = (
     "Shen et al., FastVID: Dynamic Density Pruning for Fast Video Large Language Models, NeurIPS 2025.")
