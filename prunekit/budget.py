@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prunekit.errors import BudgetError
-from prunekit.flops import flops, flops_ratio
 from prunekit.types import Stage
 
-__all__ = ["Budget", "BudgetMode", "check_schedule", "fit_stage_counts", "realized_retention", "flops",
-           "flops_ratio"]
+__all__ = ["Budget", "BudgetMode", "check_schedule", "fit_stage_counts", "realized_retention"]
 
 BudgetMode = Literal["input", "layer_average"]
 
@@ -155,3 +153,11 @@ def _fit_layer_average(layers: Sequence[int], fractions: Sequence[float], n: int
     if abs(total(counts) - target) > num_layers:  # pragma: no cover - guarded by the construction
         raise BudgetError(f"internal: could not fit counts {counts} to retain={retain}.")
     return [Stage(layer, c) for layer, c in zip(layers, counts)]
+
+
+def __getattr__(name: str) -> object:
+    if name in ("flops", "flops_ratio"):  # old import path; the FLOPs model lives in prunekit.flops
+        from prunekit._deprecation import moved_name
+
+        return moved_name("prunekit.budget", name, "prunekit.flops")
+    raise AttributeError(f"module 'prunekit.budget' has no attribute {name!r}")

@@ -23,7 +23,6 @@ ENTRY_POINT_GROUP = "prunekit"
 DISABLE_ENV = "PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_MODULES = (
     "prunekit.strategies._plugin",
-    "prunekit.strategies.zoo._plugin",
     "prunekit.adapters._plugin",
 )
 HOOKS = ("prunekit_register_strategies", "prunekit_register_adapters", "prunekit_register_presets")

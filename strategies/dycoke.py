@@ -10,6 +10,8 @@ from prunekit.interfaces import FrameSelector, StageConfig
 from prunekit.ops.apportion import apportion
 from prunekit.ops.ranking import spread_scores, top_indices
 from prunekit.ops.similarity import cosine
+from prunekit.strategies.preset_fields import PRE_LLM, before_llm, declare_preset
+from prunekit.strategies.registration import register_stage
 from prunekit.types import SelectionContext
 
 DYCOKE_CITATION = (
@@ -23,6 +25,7 @@ def reference_frame(offset: torch.Tensor) -> torch.Tensor:
     return torch.where(offset % 2 == 1, offset - 1, offset - 2).clamp_min(-1)
 
 
+@register_stage
 class TemporalMergeSelector(FrameSelector):
     """DyCoke's TTM (Tao et al., CVPR 2025) inside one window (segment, 4 frames in the preset).
 
@@ -70,3 +73,14 @@ class TemporalMergeSelector(FrameSelector):
                            device=offset.device)
         table[offset, position] = torch.arange(offset.numel(), device=offset.device)
         return table
+
+
+declare_preset("dycoke", (
+        "DyCoke (CVPR 2025): temporal token merging in 4-frame windows before the LLM (K=0.7).",
+        dict(description=(
+            f"DyCoke TTM, {PRE_LLM} (default 47.5% = (1 + 3 * 0.3) / 4 for K=0.7): in windows of 4 "
+            "frames keep the first frame and the tokens of frames 1-3 least similar to their reference "
+            "frame. DyCoke's decode-time dynamic KV selection is not included; DyCoke's own 'retained "
+            "ratio' counts decode-time tokens."),
+             citation=DYCOKE_CITATION, segmenter={"name": "fixed_length", "frames_per_segment": 4},
+             selector={"name": "dycoke_ttm"}, scheduler=before_llm(0.475))))

@@ -7,12 +7,18 @@ from typing import Literal
 import torch
 
 from prunekit.interfaces import FrameSelector, StageConfig
+from prunekit.ops.merge_plan import quotas
 from prunekit.ops.ranking import spread_scores, top_indices
+from prunekit.strategies.preset_fields import declare_preset
+from prunekit.strategies.registration import register_stage
 from prunekit.types import SelectionContext
 
-from prunekit.ops.merge_plan import quotas
+FASTV_CITATION = (
+    "Chen et al., An Image is Worth 1/2 Tokens After Layer 2: Plug-and-Play Inference Acceleration for "
+    "Large Vision-Language Models, ECCV 2024.")
 
 
+@register_stage
 class TopRelevanceSelector(FrameSelector):
     """Keeps the ``keep`` tokens with the highest last-query attention (``context.relevance``).
 
@@ -43,3 +49,13 @@ class TopRelevanceSelector(FrameSelector):
             member = torch.nonzero(inverse == f).flatten()
             picks.append(member[top_indices(score[member], count)])
         return torch.sort(torch.cat(picks)).values
+
+
+declare_preset("fastv", (
+        "FastV (ECCV 2024): after layer 2, keep the 50% of visual tokens the last token attends most.",
+        dict(description=(
+            "FastV, inside the LLM: from layer K=2 on keep the R=50% visual tokens with the highest "
+            "head-averaged last-token attention. R counts visual tokens kept from layer K on; a budget "
+            "is layer-averaged (mode='input' raises: nothing is pruned before the LLM)."),
+             citation=FASTV_CITATION, selector={"name": "top_relevance"},
+             scheduler={"name": "fixed", "layers": [2], "keep_fractions": [0.5]})))

@@ -10,16 +10,18 @@ from pydantic import Field
 from prunekit.interfaces import Segmenter, StageConfig, TokenMerger
 from prunekit.ops.apportion import apportion
 from prunekit.ops.cluster import density_peaks, most_similar
+from prunekit.ops.merge_plan import Group, MergePlan, quotas, scores_or_spread
 from prunekit.ops.ranking import top_indices
 from prunekit.ops.similarity import cosine
+from prunekit.strategies.preset_fields import PRE_LLM, before_llm, declare_preset
+from prunekit.strategies.registration import register_stage
 from prunekit.types import MergeMap, Segments, VideoLayout
-
-from prunekit.ops.merge_plan import Group, MergePlan, quotas, scores_or_spread
 
 FASTVID_CITATION = (
     "Shen et al., FastVID: Dynamic Density Pruning for Fast Video Large Language Models, NeurIPS 2025.")
 
 
+@register_stage
 class DySegSegmenter(Segmenter):
     """FastVID's DySeg (Shen et al., NeurIPS 2025): cut between frames f and f+1 at the ``c - 1``
     lowest adjacent-frame similarities and wherever the similarity is below ``tau``.
@@ -41,6 +43,7 @@ class DySegSegmenter(Segmenter):
         return Segments((0, *sorted({int(c) + 1 for c in cuts})), layout.num_frames)
 
 
+@register_stage
 class FastVIDMerger(TokenMerger):
     """FastVID's STPrune + DTM (Shen et al., NeurIPS 2025), per segment.
 
@@ -101,3 +104,13 @@ class FastVIDMerger(TokenMerger):
         local = torch.nonzero(torch.isin(group.rep, target_ids)).flatten()
         if local.numel():
             plan.add(group, local, most_similar(group.feats, local))
+
+
+declare_preset("fastvid", (
+        "FastVID (NeurIPS 2025): DySeg segments, salient + density context tokens, anchor merge (10%).",
+        dict(description=(
+            f"FastVID, {PRE_LLM} (default retention 10%): DySeg (c=8, tau=0.9), per frame 60% salient "
+            "tokens by layer-0 attention and 40% density-peak context tokens on anchor frames (every "
+            "4th from the segment end) into which the segment's other tokens merge."),
+             citation=FASTVID_CITATION, segmenter={"name": "dyseg"}, merger={"name": "fastvid"},
+             selector={"name": "top_relevance"}, scheduler=before_llm(0.10))))

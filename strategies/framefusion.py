@@ -10,10 +10,10 @@ from pydantic import Field
 from prunekit.interfaces import StageConfig, TokenMerger
 from prunekit.ops.nosync import index_add
 from prunekit.ops.ranking import top_indices
-from prunekit.ops.similarity import cosine
+from prunekit.ops.similarity import cosine, same_position_runs
+from prunekit.strategies.preset_fields import declare_preset
+from prunekit.strategies.registration import register_stage
 from prunekit.types import MergeMap, Segments, VideoLayout
-
-from prunekit.strategies.hieravid.merger import same_position_runs
 
 FRAMEFUSION_CITATION = (
     "Fu et al., FrameFusion: Combining Similarity and Importance for Video Token Reduction on Large "
@@ -27,6 +27,7 @@ def previous_live(live: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.full_like(last[:1], -1), last[:-1]])
 
 
+@register_stage
 class CascadedSimilarityMerger(TokenMerger):
     """FrameFusion's merge (Fu et al., ICCV 2025): a visual token whose cosine similarity to the
     previous live token at the same grid position is at least ``similarity_lower_bound`` (0.6) is
@@ -98,3 +99,16 @@ class CascadedSimilarityMerger(TokenMerger):
         counts = torch.ones(flat.shape[0], device=feats.device).index_add_(
             0, dst, torch.ones_like(dst, dtype=feats.dtype))
         flat.copy_(sums / counts[:, None])
+
+
+declare_preset("framefusion", (
+        "FrameFusion (ICCV 2025): same-position merge before the LLM, last-token top-k after layer 2.",
+        dict(description=(
+            "FrameFusion: cascaded merge of tokens whose same-position similarity to the previous "
+            "frame is >= 0.6, before the LLM (up to 30% of the tokens, pruned by layer-0 attention if "
+            "fewer qualify), then last-token top-k pruning from layer 2. Ratio: FrameFusion's cost, "
+            "the layer-averaged visual-token budget (default 0.3)."),
+             citation=FRAMEFUSION_CITATION, merger={"name": "cascaded_similarity"},
+             selector={"name": "top_relevance"},
+             scheduler={"name": "fixed", "layers": [0, 2], "keep_fractions": [0.7, 0.27]},
+             budget={"retain": 0.3, "mode": "layer_average"})))

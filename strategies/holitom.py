@@ -8,12 +8,13 @@ import torch
 from pydantic import Field
 
 from prunekit.interfaces import Segmenter, StageConfig, TokenMerger
+from prunekit.ops.merge_plan import MergePlan, quotas, scores_or_spread
 from prunekit.ops.ranking import top_indices
 from prunekit.ops.similarity import same_position_similarity
-from prunekit.types import MergeMap, Segments, VideoLayout
-
-from prunekit.ops.merge_plan import MergePlan, quotas, scores_or_spread
 from prunekit.ops.static_tokens import cluster_group, limit_static, split_segments
+from prunekit.strategies.preset_fields import PRE_LLM, before_llm, declare_preset
+from prunekit.strategies.registration import register_stage
+from prunekit.types import MergeMap, Segments, VideoLayout
 
 HOLITOM_CITATION = (
     "Shao et al., HoliTom: Holistic Token Merging for Fast Video Large Language Models, NeurIPS 2025.")
@@ -52,6 +53,7 @@ def best_windows(counts: torch.Tensor, max_window: int) -> list[int]:
     return starts[::-1]
 
 
+@register_stage
 class StaticWindowSegmenter(Segmenter):
     """HoliTom's global temporal segmentation (Shao et al., NeurIPS 2025): windows chosen by dynamic
     programming to maximise the number of tokens a static merge removes, where a window ``[s, e]``
@@ -67,6 +69,7 @@ class StaticWindowSegmenter(Segmenter):
         return Segments(tuple(best_windows(counts, self.config.max_window)), layout.num_frames)
 
 
+@register_stage
 class HoliTomMerger(TokenMerger):
     """HoliTom's outer-LLM merge per segment window (Shao et al., NeurIPS 2025).
 
@@ -111,3 +114,14 @@ class HoliTomMerger(TokenMerger):
             for group, share in zip(seg.dynamic, shares[1:], strict=True):
                 plan.add(group, top_indices(scores_or_spread(relevance, group.rep), share))
         return plan.result()
+
+
+declare_preset("holitom", (
+        "HoliTom (NeurIPS 2025): global static windows, temporal + spatial merge before the LLM (10%).",
+        dict(description=(
+            f"HoliTom without its inner-LLM merge, {PRE_LLM} (default 10% with tau=0.65; the paper "
+            "uses tau=0.8 at 15-25%): dynamic-programming static windows, static tokens averaged over "
+            "time and DPC-KNN merged, dynamic tokens kept by layer-0 attention."),
+             citation=HOLITOM_CITATION, segmenter={"name": "static_windows", "tau": 0.65},
+             merger={"name": "holitom", "tau": 0.65}, selector={"name": "top_relevance"},
+             scheduler=before_llm(0.10))))

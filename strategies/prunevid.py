@@ -17,11 +17,12 @@ from pydantic import Field
 from prunekit.interfaces import Segmenter, StageConfig, TokenMerger
 from prunekit.ops.apportion import apportion
 from prunekit.ops.cluster import dpc_knn
-from prunekit.ops.similarity import l2_normalize
-from prunekit.types import MergeMap, Segments, VideoLayout
-
 from prunekit.ops.merge_plan import MergePlan, quotas
+from prunekit.ops.similarity import l2_normalize
 from prunekit.ops.static_tokens import cluster_group, limit_static, split_segments
+from prunekit.strategies.preset_fields import declare_preset
+from prunekit.strategies.registration import register_stage
+from prunekit.types import MergeMap, Segments, VideoLayout
 
 PRUNEVID_CITATION = (
     "Huang et al., PruneVid: Visual Token Pruning for Efficient Video Large Language Models, ACL 2025.")
@@ -75,6 +76,7 @@ def _side_run(labels: list[int], at: int, step: int) -> tuple[int | None, int]:
     return label, length
 
 
+@register_stage
 class DPCSegmenter(Segmenter):
     """PruneVid's temporal segmentation (Huang et al., ACL 2025): DPC-KNN clusters the frames'
     mean features into ``int(F * segment_ratio)`` clusters (k = ``knn``), the labels are refined
@@ -103,6 +105,7 @@ def mean_pairwise_similarity(frames: torch.Tensor) -> torch.Tensor:
     return (total - width) / (width * (width - 1))
 
 
+@register_stage
 class PruneVidMerger(TokenMerger):
     """PruneVid's merge before the LLM, per segment (Huang et al., ACL 2025).
 
@@ -140,3 +143,16 @@ class PruneVidMerger(TokenMerger):
             for group, share in zip(seg.groups, apportion(sizes, quota, lower, sizes), strict=True):
                 cluster_group(group, share, self.config.knn, plan)
         return plan.result()
+
+
+declare_preset("prunevid", (
+        "PruneVid (ACL 2025): segment + static/dynamic merge before the LLM, attention prune at layer 10.",
+        dict(description=(
+            "PruneVid: DPC-KNN segments (F/4 clusters), static tokens (tau 0.8) averaged over time, "
+            "DPC-KNN spatial merge before the LLM (default 17% enter the LLM, PruneVid's LLaVA-OV "
+            "setting); at layer 10 keep alpha=0.4 of every frame's tokens by last-query attention. "
+            "Ratio counts tokens entering the LLM; a layer-averaged budget keeps the shape."),
+             citation=PRUNEVID_CITATION, segmenter={"name": "dpc_segments"}, merger={"name": "prunevid"},
+             selector={"name": "top_relevance", "per_frame": True},
+             scheduler={"name": "fixed", "layers": [0, 10], "keep_fractions": [0.17, 0.17 * 0.4],
+                        "reference_depth": 28})))

@@ -12,6 +12,8 @@ from prunekit.ops.apportion import apportion
 from prunekit.ops.nosync import index_add
 from prunekit.ops.ranking import top_indices
 from prunekit.ops.similarity import l2_normalize
+from prunekit.strategies.preset_fields import PER_FRAME, PRE_LLM, before_llm, declare_preset
+from prunekit.strategies.registration import register_stage
 from prunekit.types import Segments, SelectionContext
 
 VIDCOM2_CITATION = (
@@ -43,6 +45,7 @@ def vidcom2_scores(tokens: torch.Tensor, frame: torch.Tensor) -> tuple[torch.Ten
     return gaussian_similarity(x, x.mean(0)), gaussian_similarity(x, centers[inverse])
 
 
+@register_stage
 class UniquenessAllocator(BudgetAllocator):
     """VidCom2's frame budgets (Liu et al., EMNLP 2025): frame uniqueness ``u = -mean`` of its tokens'
     similarity to the video centre; segment ``i`` keeps share ``q (1 + softmax(u / T)_i - 1 / S)``
@@ -74,6 +77,7 @@ class UniquenessAllocator(BudgetAllocator):
         return apportion(weights, total_keep, [min(1, n) for n in live_sizes], live_sizes)
 
 
+@register_stage
 class DistinctTokenSelector(FrameSelector):
     """VidCom2's token choice (Liu et al., EMNLP 2025): keep the tokens with the *lowest* sum of
     similarity to the video centre and to their frame's centre (the most distinct ones). The video
@@ -97,3 +101,12 @@ class DistinctTokenSelector(FrameSelector):
         video_sim, frame_sim = vidcom2_scores(torch.cat(features), frame)
         score = (video_sim + frame_sim).split([f.shape[0] for f in features])
         return [top_indices(-s, k) for s, k in zip(score, keeps, strict=True)]
+
+
+declare_preset("vidcom2", (
+        "VidCom2 (EMNLP 2025): frame budgets by uniqueness, most distinct tokens per frame (25%).",
+        dict(description=(
+            f"VidCom2, {PRE_LLM} (default R_RATIO 25%): one segment per frame, budgets weighted by "
+            "frame uniqueness, then the tokens least similar to the video and frame centres."),
+             citation=VIDCOM2_CITATION, segmenter=PER_FRAME, allocator={"name": "uniqueness"},
+             selector={"name": "distinct"}, scheduler=before_llm(0.25))))

@@ -9,10 +9,14 @@ from pydantic import Field
 
 from prunekit.interfaces import StageConfig, TokenMerger
 from prunekit.ops.cluster import most_similar
+from prunekit.ops.merge_plan import Group, MergePlan, quotas, scores_or_spread, segment_ids
 from prunekit.ops.ranking import top_indices
+from prunekit.strategies.preset_fields import PER_FRAME, PRE_LLM, before_llm, declare_preset
+from prunekit.strategies.registration import register_stage
 from prunekit.types import MergeMap, Segments, VideoLayout
 
-from prunekit.ops.merge_plan import Group, MergePlan, quotas, scores_or_spread, segment_ids
+VISIONZIP_CITATION = (
+    "Yang et al., VisionZip: Longer is Better but Not Necessary in Vision Language Models, CVPR 2025.")
 
 
 def contextual_targets(count: int, available: int, device: torch.device) -> torch.Tensor:
@@ -21,6 +25,7 @@ def contextual_targets(count: int, available: int, device: torch.device) -> torc
     return torch.arange(0, available, step, device=device)[:count]
 
 
+@register_stage
 class VisionZipMerger(TokenMerger):
     """Yang et al., "VisionZip: Longer is Better but Not Necessary in Vision Language Models"
     (CVPR 2025), as ported to SigLIP video models by HoliTom's authors (per frame, 54/64 dominant).
@@ -61,3 +66,13 @@ class VisionZipMerger(TokenMerger):
         if targets.numel():
             sub = Group(group.rep[rest], group.members[rest], group.feats[rest])
             plan.add(sub, targets, most_similar(sub.feats, targets))
+
+
+declare_preset("visionzip", (
+        "VisionZip (CVPR 2025), per frame: 54/64 dominant tokens by attention, the rest merged into context.",
+        dict(description=(
+            f"VisionZip, {PRE_LLM} (default 25%, 50 of 196 tokens per frame). Per frame: 54/64 of the "
+            "quota are dominant tokens (layer-0 last-query attention replaces SigLIP attention), the "
+            "rest are contextual tokens into which the other tokens are merged by similarity."),
+             citation=VISIONZIP_CITATION, segmenter=PER_FRAME, merger={"name": "visionzip"},
+             selector={"name": "top_relevance"}, scheduler=before_llm(0.25))))

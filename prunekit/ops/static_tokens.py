@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 
 from prunekit.ops.cluster import dpc_knn
-
 from prunekit.ops.merge_plan import Group, MergePlan
 
 

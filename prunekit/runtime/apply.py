@@ -7,10 +7,10 @@ import weakref
 import torch
 from torch import nn
 
-from prunekit.model_adapter import ModelAdapter, find_adapter
 from prunekit.budget import Budget
 from prunekit.config import PipelineConfig
 from prunekit.errors import PrunekitError, UnsupportedModelError
+from prunekit.model_adapter import ModelAdapter, find_adapter
 from prunekit.pipeline import Pipeline
 from prunekit.runtime.session import PruneSession
 from prunekit.runtime.stats import ForwardStats

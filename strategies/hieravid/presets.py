@@ -1,10 +1,11 @@
-"""Built-in named pipelines. Each factory returns a fresh `PipelineConfig`."""
+"""HieraVid's named pipelines (hieravid-30/20/10). Each factory returns a fresh `PipelineConfig`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from prunekit.config import PipelineConfig
+from prunekit.strategies.registration import register_preset
 
 HIERAVID_CITATION = (
     "HieraVid: Hierarchical Token Pruning for Fast Video Large Language Models, arXiv 2604.01881.")
@@ -35,22 +36,6 @@ def hieravid(nominal: int) -> PipelineConfig:
     })
 
 
-def baseline(selector: str) -> Callable[[], PipelineConfig]:
-    """A sanity baseline keeping 30% of the tokens before the LLM with a trivial selector."""
-
-    def factory() -> PipelineConfig:
-        return PipelineConfig.parse({
-            "name": selector,
-            "description": f"Sanity baseline: {selector} token selection before the LLM (30% by default).",
-            "selector": {"name": selector},
-            "scheduler": {"name": "fixed", "layers": [0], "keep_fractions": [0.3]},
-            "budget": {"retain": 0.3, "mode": "input"},
-        })
-
-    factory.__doc__ = f"Sanity baseline: {selector} token selection before the LLM."
-    return factory
-
-
 def hieravid_preset(nominal: int) -> Callable[[], PipelineConfig]:
     """A zero-argument factory for ``hieravid-<nominal>``."""
 
@@ -62,10 +47,5 @@ def hieravid_preset(nominal: int) -> Callable[[], PipelineConfig]:
     return factory
 
 
-PRESETS: dict[str, Callable[[], PipelineConfig]] = {
-    "hieravid-30": hieravid_preset(30),
-    "hieravid-20": hieravid_preset(20),
-    "hieravid-10": hieravid_preset(10),
-    "uniform": baseline("uniform"),
-    "random": baseline("random"),
-}
+for _nominal in (30, 20, 10):
+    register_preset(f"hieravid-{_nominal}", hieravid_preset(_nominal))

@@ -10,6 +10,7 @@ from pydantic import Field
 from prunekit.interfaces import FrameSelector, StageConfig
 from prunekit.ops.dpp import conditional_kernel, greedy_map
 from prunekit.ops.nosync import pad_rows
+from prunekit.strategies.registration import register_stage
 from prunekit.types import SelectionContext
 
 
@@ -26,6 +27,7 @@ def relevance_spread(relevance: torch.Tensor | None, n: int, keep: int) -> torch
     return torch.sort(order[first]).values
 
 
+@register_stage
 class ConditionalDPPSelector(FrameSelector):
     """Greedy MAP of a DPP with kernel ``diag(r) S diag(r)``: ``S`` the cosine similarity of the
     segment's hidden states, ``r`` the min-max normalised last-query attention.
