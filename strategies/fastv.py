@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 
 from prunekit.interfaces import FrameSelector, StageConfig
-from prunekit.ops.merge_plan import quotas
+from prunekit.merging.plan import quotas
 from prunekit.ops.ranking import spread_scores, top_indices
 from prunekit.strategies.preset_fields import declare_preset
 from prunekit.strategies.registration import register_stage

@@ -8,9 +8,9 @@ import torch
 from pydantic import Field
 
 from prunekit.interfaces import Segmenter, StageConfig, TokenMerger
+from prunekit.merging.plan import Group, MergePlan, quotas, scores_or_spread
 from prunekit.ops.apportion import apportion
 from prunekit.ops.cluster import density_peaks, most_similar
-from prunekit.ops.merge_plan import Group, MergePlan, quotas, scores_or_spread
 from prunekit.ops.ranking import top_indices
 from prunekit.ops.similarity import cosine
 from prunekit.strategies.preset_fields import PRE_LLM, before_llm, declare_preset

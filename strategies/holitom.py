@@ -8,10 +8,10 @@ import torch
 from pydantic import Field
 
 from prunekit.interfaces import Segmenter, StageConfig, TokenMerger
-from prunekit.ops.merge_plan import MergePlan, quotas, scores_or_spread
+from prunekit.merging.plan import MergePlan, quotas, scores_or_spread
+from prunekit.merging.static_tokens import cluster_group, limit_static, split_segments
 from prunekit.ops.ranking import top_indices
 from prunekit.ops.similarity import same_position_similarity
-from prunekit.ops.static_tokens import cluster_group, limit_static, split_segments
 from prunekit.strategies.preset_fields import PRE_LLM, before_llm, declare_preset
 from prunekit.strategies.registration import register_stage
 from prunekit.types import MergeMap, Segments, VideoLayout

@@ -15,11 +15,11 @@ import torch
 from pydantic import Field
 
 from prunekit.interfaces import Segmenter, StageConfig, TokenMerger
+from prunekit.merging.plan import MergePlan, quotas
+from prunekit.merging.static_tokens import cluster_group, limit_static, split_segments
 from prunekit.ops.apportion import apportion
 from prunekit.ops.cluster import dpc_knn
-from prunekit.ops.merge_plan import MergePlan, quotas
 from prunekit.ops.similarity import l2_normalize
-from prunekit.ops.static_tokens import cluster_group, limit_static, split_segments
 from prunekit.strategies.preset_fields import declare_preset
 from prunekit.strategies.registration import register_stage
 from prunekit.types import MergeMap, Segments, VideoLayout

@@ -8,8 +8,8 @@ import torch
 from pydantic import Field
 
 from prunekit.interfaces import StageConfig, TokenMerger
+from prunekit.merging.plan import Group, MergePlan, quotas, scores_or_spread, segment_ids
 from prunekit.ops.cluster import most_similar
-from prunekit.ops.merge_plan import Group, MergePlan, quotas, scores_or_spread, segment_ids
 from prunekit.ops.ranking import top_indices
 from prunekit.strategies.preset_fields import PER_FRAME, PRE_LLM, before_llm, declare_preset
 from prunekit.strategies.registration import register_stage

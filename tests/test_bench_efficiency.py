@@ -103,8 +103,8 @@ def test_gap_profile_labels_modules_and_prunekit_parts(capsys) -> None:  # noqa:
     import torch
 
     import prunekit
-    from prunekit.benchmarks.efficiency import gaps
     from prunekit.adapters.random_models import build_model, video_inputs
+    from prunekit.benchmarks.efficiency import gaps
 
     model = build_model("llava_onevision", "tiny")
     inputs = video_inputs(model, 8).kwargs

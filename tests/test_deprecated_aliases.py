@@ -7,8 +7,6 @@ import sys
 
 import pytest
 
-import prunekit.model_adapter
-
 
 @pytest.mark.parametrize(("old", "new", "name"), [
     ("prunekit.adapter", "prunekit.model_adapter", "ModelAdapter"),

@@ -9,9 +9,9 @@ import torch
 
 import prunekit
 from prunekit import Budget, PipelineConfig
+from prunekit.adapters.random_models import build_model, video_inputs
 from prunekit.errors import BudgetError, PrunekitError, UnsupportedModelError
 from prunekit.interfaces import FrameSelector, StageConfig
-from prunekit.adapters.random_models import build_model, video_inputs
 from prunekit.pipeline import Pipeline
 from prunekit.plugins import get_registry, reload_plugins
 from prunekit.runtime.relevance import last_query_attention

@@ -12,11 +12,11 @@ from prunekit.ops.cluster import density_peaks, dpc_knn
 from prunekit.ops.diversity import max_min_diversity
 from prunekit.ops.ranking import spread_scores
 from prunekit.strategies.dycoke import TemporalMergeSelector
+from prunekit.strategies.fastv import TopRelevanceSelector
 from prunekit.strategies.fastvid import DySegSegmenter, FastVIDMerger
 from prunekit.strategies.framefusion import CascadedSimilarityMerger
 from prunekit.strategies.holitom import HoliTomMerger, StaticWindowSegmenter, best_windows
 from prunekit.strategies.prunevid import DPCSegmenter, PruneVidMerger, refine_labels
-from prunekit.strategies.fastv import TopRelevanceSelector
 from prunekit.strategies.vidcom2 import DistinctTokenSelector, UniquenessAllocator
 from prunekit.strategies.visionzip import VisionZipMerger
 from prunekit.types import SelectionContext

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from prunekit.merging.plan import Group, MergePlan
 from prunekit.ops.cluster import dpc_knn
-from prunekit.ops.merge_plan import Group, MergePlan
 
 
 @dataclass(frozen=True)
