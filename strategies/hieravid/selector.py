@@ -75,4 +75,6 @@ class ConditionalDPPSelector(FrameSelector):
                      for f, r in zip(features, relevances)]
             rel = pad_rows(parts, fill=1.0)[0].float()
         kernel = conditional_kernel(padded, rel)
-        return greedy_map(kernel, torch.tensor(keeps), valid, fill_score=rel)  # host counts: no sync
+        checks = contexts[0].checks  # the sample's queue: the kernel's error counters are read with its checks
+        return greedy_map(kernel, torch.tensor(keeps), valid, fill_score=rel,  # host counts: no sync
+                          error_counters=None if checks is None else checks.error_counters)
