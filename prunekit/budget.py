@@ -12,9 +12,9 @@ A `Budget` says how much of the video to keep, in one of two modes:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from prunekit.errors import BudgetError
 from prunekit.types import Stage
@@ -41,6 +41,19 @@ class Budget:
         if self.mode not in ("input", "layer_average"):
             raise BudgetError(f"mode must be 'input' or 'layer_average', got {self.mode!r}.")
         object.__setattr__(self, "retain", float(r))
+
+    @classmethod
+    def of(cls, value: Budget | float | Mapping[str, Any] | None) -> Budget | None:
+        """The one conversion to a `Budget`: a float is a layer-averaged retention, a mapping holds the
+        fields (``{"retain": 0.3, "mode": "input"}``), a `Budget` or None is returned as is."""
+        if value is None or isinstance(value, Budget):
+            return value
+        if isinstance(value, Mapping):
+            return cls(**value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return cls(float(value))
+        raise BudgetError(f"a budget is a Budget, a retention in (0, 1] or a mapping of its fields, "
+                          f"got {type(value).__name__} {value!r}; e.g. Budget(0.3).")
 
 
 def realized_retention(stages: Sequence[Stage], n_visual: int, num_layers: int) -> dict[str, float]:

@@ -154,6 +154,11 @@ def _check_attention(model: nn.Module) -> None:
 
 
 def _check_depth(pipe: Pipeline, adapter: ModelAdapter) -> None:
-    """Surface schedule errors (e.g. a stage layer beyond the model's depth) at apply time."""
+    """Surface schedule errors (e.g. a stage layer beyond the model's depth) at apply time.
+
+    The schedule is planned for the longest input the model takes (``max_position_embeddings``): the
+    stage layers do not depend on the token count, and every real input is at most that long.
+    """
     if pipe.budget is None or pipe.budget.retain < 1.0:
-        pipe.scheduler.plan(10_000, adapter.num_layers, pipe.budget, min_keep=1)
+        longest = adapter.text_config.max_position_embeddings
+        pipe.scheduler.plan(longest, adapter.num_layers, pipe.budget, min_keep=1)
