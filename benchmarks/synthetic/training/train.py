@@ -1,6 +1,6 @@
 """Train the bundled tiny video LLM on the synthetic suite and write its asset directory.
 
-    python -m benchmarks.synthetic.train --out DIR [--deadline SECONDS] [--steps N] [--device cuda]
+    python -m benchmarks.synthetic.training.train --out DIR [--deadline SECONDS] [--steps N] [--device cuda]
 
 The model is a ``LlavaOnevisionForConditionalGeneration`` built from a config (tiny SigLIP vision tower,
 tiny Qwen2 language model) with a word-level tokenizer and a ``LlavaOnevisionProcessor``; nothing is
@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from .generator import (  # noqa: E402
+from ..generator import (  # noqa: E402
     ALL_TYPES,
     BACKGROUND_COLORS,
     GRID,

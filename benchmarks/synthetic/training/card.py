@@ -1,6 +1,6 @@
 """Write the model card (README.md) of a trained tiny video LLM from its training log and evaluations.
 
-    python -m benchmarks.synthetic.card --model-dir DIR --test test.json --val val.json [--pruned p.json ...]
+    python -m benchmarks.synthetic.training.card --model-dir DIR --test test.json --val val.json [--pruned p.json ...]
 
 ``test.json`` / ``val.json`` are written by ``python -m benchmarks.synthetic.evaluate --json``; each
 ``--pruned`` file is such a result for one pruned run, labelled by its file name.
@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .generator import QUESTION_TYPES, TRAINING_TYPES
+from ..generator import QUESTION_TYPES, TRAINING_TYPES
 
 # what each training-only question type asks (the card names those a stage used)
 TRAINING_TYPE_NOTES = {
@@ -63,7 +63,7 @@ def stage_line(number: int, stage: dict) -> str:
     start = "from the weights of stage " + str(number - 1) if cfg.get("init") else "from scratch"
     return (f"- Stage {number} ({start}): {cfg['steps']:,} steps of batch {cfg['batch_size']}, "
             f"{stage['train_seconds']:.0f} s on {stage['device']}, final loss {stage['final_loss']:.3f} "
-            f"(answer {stage['final_lm_loss']:.3f}). `python -m benchmarks.synthetic.train --out DIR{init} "
+            f"(answer {stage['final_lm_loss']:.3f}). `python -m benchmarks.synthetic.training.train --out DIR{init} "
             f"{options}`")
 
 
@@ -143,8 +143,8 @@ greedy generation.
 {chr(10).join(stage_line(i + 1, st) for i, st in enumerate(stages))}
 - Hardware: {result['device']}; torch {result['torch']}, transformers {result['transformers']}.
 - Final training loss {result['final_loss']:.3f} (answer {result['final_lm_loss']:.3f}, auxiliary
-  {result['final_aux_loss']:.3f}). Curve of the last stage: `loss.png`; logs: `training_log*.json`,
-  `train_stage*.log`.
+  {result['final_aux_loss']:.3f}). Curve of the last stage: `loss.png`; logs (source tree, not the wheel):
+  `benchmarks/results/tiny-model-training/`.
 - Training replaces the bilinear 2x2 pooling by the identical 2x2 average (torch's CUDA bilinear
   kernel took 103 ms of a 145 ms step); the saved model is the unchanged LLaVA-OV class.
 
