@@ -16,6 +16,14 @@ from prunekit.types import SelectionContext
 DIVPRUNE_CITATION = (
     "Alvar et al., DivPrune: Diversity-based Visual Token Pruning for Large Multimodal Models, CVPR 2025.")
 
+declare_preset(
+    "divprune",
+    "DivPrune (CVPR 2025): greedy max-min diverse subset of all visual tokens before the LLM.",
+    description=(
+        f"DivPrune, {PRE_LLM} (default SUBSET_RATIO 9.8%): greedy max-min cosine-distance "
+        "diversity over all visual tokens of the video."),
+    citation=DIVPRUNE_CITATION, selector={"name": "max_min_diversity"}, scheduler=before_llm(0.098))
+
 
 @register_stage
 class MaxMinDiversitySelector(FrameSelector):
@@ -29,11 +37,3 @@ class MaxMinDiversitySelector(FrameSelector):
 
     def select(self, features: torch.Tensor, keep: int, context: SelectionContext) -> torch.Tensor:
         return max_min_diversity(1.0 - cosine_matrix(features), keep)
-
-
-declare_preset("divprune", (
-        "DivPrune (CVPR 2025): greedy max-min diverse subset of all visual tokens before the LLM.",
-        dict(description=(
-            f"DivPrune, {PRE_LLM} (default SUBSET_RATIO 9.8%): greedy max-min cosine-distance "
-            "diversity over all visual tokens of the video."),
-             citation=DIVPRUNE_CITATION, selector={"name": "max_min_diversity"}, scheduler=before_llm(0.098))))

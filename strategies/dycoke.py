@@ -17,6 +17,17 @@ from prunekit.types import SelectionContext
 DYCOKE_CITATION = (
     "Tao et al., DyCoke: Dynamic Compression of Tokens for Fast Video Large Language Models, CVPR 2025.")
 
+declare_preset(
+    "dycoke",
+    "DyCoke (CVPR 2025): temporal token merging in 4-frame windows before the LLM (K=0.7).",
+    description=(
+        f"DyCoke TTM, {PRE_LLM} (default 47.5% = (1 + 3 * 0.3) / 4 for K=0.7): in windows of 4 "
+        "frames keep the first frame and the tokens of frames 1-3 least similar to their reference "
+        "frame. DyCoke's decode-time dynamic KV selection is not included; DyCoke's own 'retained "
+        "ratio' counts decode-time tokens."),
+    citation=DYCOKE_CITATION, segmenter={"name": "fixed_length", "frames_per_segment": 4},
+    selector={"name": "dycoke_ttm"}, scheduler=before_llm(0.475))
+
 
 def reference_frame(offset: torch.Tensor) -> torch.Tensor:
     """DyCoke's pairing inside a window, by frame offset from the window start: odd frames compare
@@ -73,14 +84,3 @@ class TemporalMergeSelector(FrameSelector):
                            device=offset.device)
         table[offset, position] = torch.arange(offset.numel(), device=offset.device)
         return table
-
-
-declare_preset("dycoke", (
-        "DyCoke (CVPR 2025): temporal token merging in 4-frame windows before the LLM (K=0.7).",
-        dict(description=(
-            f"DyCoke TTM, {PRE_LLM} (default 47.5% = (1 + 3 * 0.3) / 4 for K=0.7): in windows of 4 "
-            "frames keep the first frame and the tokens of frames 1-3 least similar to their reference "
-            "frame. DyCoke's decode-time dynamic KV selection is not included; DyCoke's own 'retained "
-            "ratio' counts decode-time tokens."),
-             citation=DYCOKE_CITATION, segmenter={"name": "fixed_length", "frames_per_segment": 4},
-             selector={"name": "dycoke_ttm"}, scheduler=before_llm(0.475))))

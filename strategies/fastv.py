@@ -17,6 +17,16 @@ FASTV_CITATION = (
     "Chen et al., An Image is Worth 1/2 Tokens After Layer 2: Plug-and-Play Inference Acceleration for "
     "Large Vision-Language Models, ECCV 2024.")
 
+declare_preset(
+    "fastv",
+    "FastV (ECCV 2024): after layer 2, keep the 50% of visual tokens the last token attends most.",
+    description=(
+        "FastV, inside the LLM: from layer K=2 on keep the R=50% visual tokens with the highest "
+        "head-averaged last-token attention. R counts visual tokens kept from layer K on; a budget "
+        "is layer-averaged (mode='input' raises: nothing is pruned before the LLM)."),
+    citation=FASTV_CITATION, selector={"name": "top_relevance"},
+    scheduler={"name": "fixed", "layers": [2], "keep_fractions": [0.5]})
+
 
 @register_stage
 class TopRelevanceSelector(FrameSelector):
@@ -49,13 +59,3 @@ class TopRelevanceSelector(FrameSelector):
             member = torch.nonzero(inverse == f).flatten()
             picks.append(member[top_indices(score[member], count)])
         return torch.sort(torch.cat(picks)).values
-
-
-declare_preset("fastv", (
-        "FastV (ECCV 2024): after layer 2, keep the 50% of visual tokens the last token attends most.",
-        dict(description=(
-            "FastV, inside the LLM: from layer K=2 on keep the R=50% visual tokens with the highest "
-            "head-averaged last-token attention. R counts visual tokens kept from layer K on; a budget "
-            "is layer-averaged (mode='input' raises: nothing is pruned before the LLM)."),
-             citation=FASTV_CITATION, selector={"name": "top_relevance"},
-             scheduler={"name": "fixed", "layers": [2], "keep_fractions": [0.5]})))

@@ -20,6 +20,16 @@ from prunekit.types import MergeMap, Segments, VideoLayout
 FASTVID_CITATION = (
     "Shen et al., FastVID: Dynamic Density Pruning for Fast Video Large Language Models, NeurIPS 2025.")
 
+declare_preset(
+    "fastvid",
+    "FastVID (NeurIPS 2025): DySeg segments, salient + density context tokens, anchor merge (10%).",
+    description=(
+        f"FastVID, {PRE_LLM} (default retention 10%): DySeg (c=8, tau=0.9), per frame 60% salient "
+        "tokens by layer-0 attention and 40% density-peak context tokens on anchor frames (every "
+        "4th from the segment end) into which the segment's other tokens merge."),
+    citation=FASTVID_CITATION, segmenter={"name": "dyseg"}, merger={"name": "fastvid"},
+    selector={"name": "top_relevance"}, scheduler=before_llm(0.10))
+
 
 @register_stage
 class DySegSegmenter(Segmenter):
@@ -104,13 +114,3 @@ class FastVIDMerger(TokenMerger):
         local = torch.nonzero(torch.isin(group.rep, target_ids)).flatten()
         if local.numel():
             plan.add(group, local, most_similar(group.feats, local))
-
-
-declare_preset("fastvid", (
-        "FastVID (NeurIPS 2025): DySeg segments, salient + density context tokens, anchor merge (10%).",
-        dict(description=(
-            f"FastVID, {PRE_LLM} (default retention 10%): DySeg (c=8, tau=0.9), per frame 60% salient "
-            "tokens by layer-0 attention and 40% density-peak context tokens on anchor frames (every "
-            "4th from the segment end) into which the segment's other tokens merge."),
-             citation=FASTVID_CITATION, segmenter={"name": "dyseg"}, merger={"name": "fastvid"},
-             selector={"name": "top_relevance"}, scheduler=before_llm(0.10))))

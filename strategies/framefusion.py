@@ -19,6 +19,19 @@ FRAMEFUSION_CITATION = (
     "Fu et al., FrameFusion: Combining Similarity and Importance for Video Token Reduction on Large "
     "Visual Language Models, ICCV 2025.")
 
+declare_preset(
+    "framefusion",
+    "FrameFusion (ICCV 2025): same-position merge before the LLM, last-token top-k after layer 2.",
+    description=(
+        "FrameFusion: cascaded merge of tokens whose same-position similarity to the previous "
+        "frame is >= 0.6, before the LLM (up to 30% of the tokens, pruned by layer-0 attention if "
+        "fewer qualify), then last-token top-k pruning from layer 2. Ratio: FrameFusion's cost, "
+        "the layer-averaged visual-token budget (default 0.3)."),
+    citation=FRAMEFUSION_CITATION, merger={"name": "cascaded_similarity"},
+    selector={"name": "top_relevance"},
+    scheduler={"name": "fixed", "layers": [0, 2], "keep_fractions": [0.7, 0.27]},
+    budget={"retain": 0.3, "mode": "layer_average"})
+
 
 def previous_live(live: torch.Tensor) -> torch.Tensor:
     """``[F, P]`` frame of the nearest earlier live token at the same position (-1 if none)."""
@@ -99,16 +112,3 @@ class CascadedSimilarityMerger(TokenMerger):
         counts = torch.ones(flat.shape[0], device=feats.device).index_add_(
             0, dst, torch.ones_like(dst, dtype=feats.dtype))
         flat.copy_(sums / counts[:, None])
-
-
-declare_preset("framefusion", (
-        "FrameFusion (ICCV 2025): same-position merge before the LLM, last-token top-k after layer 2.",
-        dict(description=(
-            "FrameFusion: cascaded merge of tokens whose same-position similarity to the previous "
-            "frame is >= 0.6, before the LLM (up to 30% of the tokens, pruned by layer-0 attention if "
-            "fewer qualify), then last-token top-k pruning from layer 2. Ratio: FrameFusion's cost, "
-            "the layer-averaged visual-token budget (default 0.3)."),
-             citation=FRAMEFUSION_CITATION, merger={"name": "cascaded_similarity"},
-             selector={"name": "top_relevance"},
-             scheduler={"name": "fixed", "layers": [0, 2], "keep_fractions": [0.7, 0.27]},
-             budget={"retain": 0.3, "mode": "layer_average"})))

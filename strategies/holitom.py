@@ -19,6 +19,17 @@ from prunekit.types import MergeMap, Segments, VideoLayout
 HOLITOM_CITATION = (
     "Shao et al., HoliTom: Holistic Token Merging for Fast Video Large Language Models, NeurIPS 2025.")
 
+declare_preset(
+    "holitom",
+    "HoliTom (NeurIPS 2025): global static windows, temporal + spatial merge before the LLM (10%).",
+    description=(
+        f"HoliTom without its inner-LLM merge, {PRE_LLM} (default 10% with tau=0.65; the paper "
+        "uses tau=0.8 at 15-25%): dynamic-programming static windows, static tokens averaged over "
+        "time and DPC-KNN merged, dynamic tokens kept by layer-0 attention."),
+    citation=HOLITOM_CITATION, segmenter={"name": "static_windows", "tau": 0.65},
+    merger={"name": "holitom", "tau": 0.65}, selector={"name": "top_relevance"},
+    scheduler=before_llm(0.10))
+
 
 def static_counts(sim: torch.Tensor, tau: float) -> torch.Tensor:
     """``[F, F]``: entry ``(s, e)`` is the number of positions whose same-position similarity stays
@@ -114,14 +125,3 @@ class HoliTomMerger(TokenMerger):
             for group, share in zip(seg.dynamic, shares[1:], strict=True):
                 plan.add(group, top_indices(scores_or_spread(relevance, group.rep), share))
         return plan.result()
-
-
-declare_preset("holitom", (
-        "HoliTom (NeurIPS 2025): global static windows, temporal + spatial merge before the LLM (10%).",
-        dict(description=(
-            f"HoliTom without its inner-LLM merge, {PRE_LLM} (default 10% with tau=0.65; the paper "
-            "uses tau=0.8 at 15-25%): dynamic-programming static windows, static tokens averaged over "
-            "time and DPC-KNN merged, dynamic tokens kept by layer-0 attention."),
-             citation=HOLITOM_CITATION, segmenter={"name": "static_windows", "tau": 0.65},
-             merger={"name": "holitom", "tau": 0.65}, selector={"name": "top_relevance"},
-             scheduler=before_llm(0.10))))

@@ -9,12 +9,13 @@ PDROP_CITATION = (
     "Redundancy Reduction, CVPR 2025.")
 
 
-declare_preset("pdrop", (
-        "PyramidDrop (CVPR 2025): halve the visual tokens at L/4, L/2 and 3L/4 by last-token attention.",
-        dict(description=(
-            "PyramidDrop, inside the LLM: at layers L/4, L/2, 3L/4 (8/16/24 for 32 layers) keep "
-            "lambda=0.5 of the surviving visual tokens ranked by the last instruction token's attention "
-            "(50/25/12.5%). A budget is layer-averaged (mode='input' raises: nothing is pruned before "
-            "the LLM)."),
-             citation=PDROP_CITATION, selector={"name": "top_relevance"},
-             scheduler={"name": "progressive", "prune_fractions": [0.5, 0.5, 0.5], "input_stage": False})))
+declare_preset(
+    "pdrop",
+    "PyramidDrop (CVPR 2025): halve the visual tokens at L/4, L/2 and 3L/4 by last-token attention.",
+    description=(
+        "PyramidDrop, inside the LLM: at layers L/4, L/2, 3L/4 (8/16/24 for 32 layers) keep "
+        "lambda=0.5 of the surviving visual tokens ranked by the last instruction token's attention "
+        "(50/25/12.5%). A budget is layer-averaged (mode='input' raises: nothing is pruned before "
+        "the LLM)."),
+    citation=PDROP_CITATION, selector={"name": "top_relevance"},
+    scheduler={"name": "progressive", "prune_fractions": [0.5, 0.5, 0.5], "input_stage": False})

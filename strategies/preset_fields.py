@@ -23,9 +23,9 @@ def before_llm(fraction: float) -> dict[str, Any]:
     return {"name": "fixed", "layers": [0], "keep_fractions": [fraction]}
 
 
-def declare_preset(name: str, spec: tuple[str, dict[str, Any]]) -> Callable[[], PipelineConfig]:
-    """Register preset ``name`` from ``(one-line summary, PipelineConfig fields)``; returns its factory."""
-    summary, fields = spec
+def declare_preset(name: str, summary: str, **fields: Any) -> Callable[[], PipelineConfig]:
+    """Register preset ``name`` (described by the one-line ``summary``) building a `PipelineConfig` from
+    ``fields``; returns its factory."""
 
     def factory() -> PipelineConfig:
         return PipelineConfig.parse({"name": name, **fields})

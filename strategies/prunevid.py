@@ -27,6 +27,19 @@ from prunekit.types import MergeMap, Segments, VideoLayout
 PRUNEVID_CITATION = (
     "Huang et al., PruneVid: Visual Token Pruning for Efficient Video Large Language Models, ACL 2025.")
 
+declare_preset(
+    "prunevid",
+    "PruneVid (ACL 2025): segment + static/dynamic merge before the LLM, attention prune at layer 10.",
+    description=(
+        "PruneVid: DPC-KNN segments (F/4 clusters), static tokens (tau 0.8) averaged over time, "
+        "DPC-KNN spatial merge before the LLM (default 17% enter the LLM, PruneVid's LLaVA-OV "
+        "setting); at layer 10 keep alpha=0.4 of every frame's tokens by last-query attention. "
+        "Ratio counts tokens entering the LLM; a layer-averaged budget keeps the shape."),
+    citation=PRUNEVID_CITATION, segmenter={"name": "dpc_segments"}, merger={"name": "prunevid"},
+    selector={"name": "top_relevance", "per_frame": True},
+    scheduler={"name": "fixed", "layers": [0, 10], "keep_fractions": [0.17, 0.17 * 0.4],
+               "reference_depth": 28})
+
 
 def _runs(labels: list[int]) -> list[tuple[int, int, int]]:
     """``(label, first, end)`` of every run of equal labels."""
@@ -143,16 +156,3 @@ class PruneVidMerger(TokenMerger):
             for group, share in zip(seg.groups, apportion(sizes, quota, lower, sizes), strict=True):
                 cluster_group(group, share, self.config.knn, plan)
         return plan.result()
-
-
-declare_preset("prunevid", (
-        "PruneVid (ACL 2025): segment + static/dynamic merge before the LLM, attention prune at layer 10.",
-        dict(description=(
-            "PruneVid: DPC-KNN segments (F/4 clusters), static tokens (tau 0.8) averaged over time, "
-            "DPC-KNN spatial merge before the LLM (default 17% enter the LLM, PruneVid's LLaVA-OV "
-            "setting); at layer 10 keep alpha=0.4 of every frame's tokens by last-query attention. "
-            "Ratio counts tokens entering the LLM; a layer-averaged budget keeps the shape."),
-             citation=PRUNEVID_CITATION, segmenter={"name": "dpc_segments"}, merger={"name": "prunevid"},
-             selector={"name": "top_relevance", "per_frame": True},
-             scheduler={"name": "fixed", "layers": [0, 10], "keep_fractions": [0.17, 0.17 * 0.4],
-                        "reference_depth": 28})))

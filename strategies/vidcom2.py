@@ -20,6 +20,15 @@ VIDCOM2_CITATION = (
     "Liu et al., Video Compression Commander: Plug-and-Play Inference Acceleration for Video Large "
     "Language Models (VidCom2), EMNLP 2025.")
 
+declare_preset(
+    "vidcom2",
+    "VidCom2 (EMNLP 2025): frame budgets by uniqueness, most distinct tokens per frame (25%).",
+    description=(
+        f"VidCom2, {PRE_LLM} (default R_RATIO 25%): one segment per frame, budgets weighted by "
+        "frame uniqueness, then the tokens least similar to the video and frame centres."),
+    citation=VIDCOM2_CITATION, segmenter=PER_FRAME, allocator={"name": "uniqueness"},
+    selector={"name": "distinct"}, scheduler=before_llm(0.25))
+
 ALPHAS = (0.125, 0.25, 0.5, 1.0, 2.0)
 
 
@@ -101,12 +110,3 @@ class DistinctTokenSelector(FrameSelector):
         video_sim, frame_sim = vidcom2_scores(torch.cat(features), frame)
         score = (video_sim + frame_sim).split([f.shape[0] for f in features])
         return [top_indices(-s, k) for s, k in zip(score, keeps, strict=True)]
-
-
-declare_preset("vidcom2", (
-        "VidCom2 (EMNLP 2025): frame budgets by uniqueness, most distinct tokens per frame (25%).",
-        dict(description=(
-            f"VidCom2, {PRE_LLM} (default R_RATIO 25%): one segment per frame, budgets weighted by "
-            "frame uniqueness, then the tokens least similar to the video and frame centres."),
-             citation=VIDCOM2_CITATION, segmenter=PER_FRAME, allocator={"name": "uniqueness"},
-             selector={"name": "distinct"}, scheduler=before_llm(0.25))))

@@ -18,6 +18,16 @@ from prunekit.types import MergeMap, Segments, VideoLayout
 VISIONZIP_CITATION = (
     "Yang et al., VisionZip: Longer is Better but Not Necessary in Vision Language Models, CVPR 2025.")
 
+declare_preset(
+    "visionzip",
+    "VisionZip (CVPR 2025), per frame: 54/64 dominant tokens by attention, the rest merged into context.",
+    description=(
+        f"VisionZip, {PRE_LLM} (default 25%, 50 of 196 tokens per frame). Per frame: 54/64 of the "
+        "quota are dominant tokens (layer-0 last-query attention replaces SigLIP attention), the "
+        "rest are contextual tokens into which the other tokens are merged by similarity."),
+    citation=VISIONZIP_CITATION, segmenter=PER_FRAME, merger={"name": "visionzip"},
+    selector={"name": "top_relevance"}, scheduler=before_llm(0.25))
+
 
 def contextual_targets(count: int, available: int, device: torch.device) -> torch.Tensor:
     """VisionZip's targets: every ``max(1, available // count)``-th remaining token, first ``count``."""
@@ -66,13 +76,3 @@ class VisionZipMerger(TokenMerger):
         if targets.numel():
             sub = Group(group.rep[rest], group.members[rest], group.feats[rest])
             plan.add(sub, targets, most_similar(sub.feats, targets))
-
-
-declare_preset("visionzip", (
-        "VisionZip (CVPR 2025), per frame: 54/64 dominant tokens by attention, the rest merged into context.",
-        dict(description=(
-            f"VisionZip, {PRE_LLM} (default 25%, 50 of 196 tokens per frame). Per frame: 54/64 of the "
-            "quota are dominant tokens (layer-0 last-query attention replaces SigLIP attention), the "
-            "rest are contextual tokens into which the other tokens are merged by similarity."),
-             citation=VISIONZIP_CITATION, segmenter=PER_FRAME, merger={"name": "visionzip"},
-             selector={"name": "top_relevance"}, scheduler=before_llm(0.25))))

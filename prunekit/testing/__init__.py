@@ -28,52 +28,9 @@ The guarantees (architecture §4):
 5. ``retain = 1.0`` is an exact no-op.
 """
 
-from prunekit.testing.assertions import (
-    GUARANTEES,
-    assert_counts,
-    assert_kept_ids,
-    assert_noop,
-    assert_pipeline_guarantees,
-    assert_retention,
-    assert_schedule,
-    assert_segmentation,
-    assert_segments_keep_tokens,
-    assert_selection,
-    simulate_or_refuse,
-)
-from prunekit.testing.conformance import (
-    check_allocator,
-    check_frame_selector,
-    check_layer_scheduler,
-    check_merger,
-    check_preset,
-    check_segmenter,
-)
-from prunekit.testing.strategies import attentions, budgets, depths, features, layouts, register_profiles, segmentations
+from prunekit.testing import assertions, conformance, strategies
+from prunekit.testing.assertions import *  # noqa: F403 - the package's API is its three modules' APIs
+from prunekit.testing.conformance import *  # noqa: F403
+from prunekit.testing.strategies import *  # noqa: F403
 
-__all__ = [
-    "register_profiles",
-    "layouts",
-    "features",
-    "budgets",
-    "depths",
-    "segmentations",
-    "attentions",
-    "check_segmenter",
-    "check_merger",
-    "check_allocator",
-    "check_frame_selector",
-    "check_layer_scheduler",
-    "check_preset",
-    "simulate_or_refuse",
-    "assert_pipeline_guarantees",
-    "assert_retention",
-    "assert_kept_ids",
-    "assert_segments_keep_tokens",
-    "assert_counts",
-    "assert_noop",
-    "assert_segmentation",
-    "assert_schedule",
-    "assert_selection",
-    "GUARANTEES",
-]
+__all__ = [*strategies.__all__, *assertions.__all__, *conformance.__all__]

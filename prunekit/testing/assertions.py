@@ -14,6 +14,12 @@ from prunekit.errors import BudgetError
 from prunekit.pipeline import Pipeline, Simulation
 from prunekit.types import Segments, Stage, VideoLayout
 
+__all__ = [
+    "simulate_or_refuse", "assert_pipeline_guarantees", "assert_retention", "assert_kept_ids",
+    "assert_segments_keep_tokens", "assert_counts", "assert_noop", "assert_segmentation", "assert_schedule",
+    "assert_selection", "GUARANTEES",
+]
+
 GUARANTEES = {
     1: "guarantee 1 (realized retention within 1/N of the budget)",
     2: "guarantee 2 (kept ids sorted, unique, in range; text and layout tokens never dropped)",

@@ -37,7 +37,12 @@ from prunekit.testing.assertions import (
     minmax,
 )
 from prunekit.testing.strategies import attentions, budgets, depths, features, layouts, segmentations
-from prunekit.types import MergeMap, SelectionContext, Stage
+from prunekit.types import MergeMap, Segments, SelectionContext, Stage, VideoLayout
+
+__all__ = [
+    "check_segmenter", "check_merger", "check_allocator", "check_frame_selector", "check_layer_scheduler",
+    "check_preset",
+]
 
 # -- conformance checks -------------------------------------------------------------------------
 
@@ -70,6 +75,18 @@ def _call(what: str, fn: Callable[..., Any], *args: Any, allow: tuple[type[Excep
         raise AssertionError(f"{what} raised {type(exc).__name__} on a valid input: {exc}") from exc
 
 
+def _draw_video(data: st.DataObject, max_tokens: int) -> tuple[VideoLayout, torch.Tensor]:
+    """A layout and features for it, drawn inside a ``@given`` test (labelled in failure reports)."""
+    layout = data.draw(layouts(max_tokens=max_tokens), label="layout")
+    return layout, data.draw(features(layout), label="features")
+
+
+def _draw_segmented_video(data: st.DataObject, max_tokens: int) -> tuple[VideoLayout, torch.Tensor, Segments]:
+    """`_draw_video` plus a segmentation of its frames."""
+    layout, feats = _draw_video(data, max_tokens)
+    return layout, feats, data.draw(segmentations(layout.num_frames), label="segments")
+
+
 def _check_unchanged(before: torch.Tensor, after: torch.Tensor, what: str) -> None:
     if not torch.equal(before, after):
         fail(PURITY, f"{what} modified its input features in place")
@@ -83,8 +100,7 @@ def check_segmenter(cls: type[Segmenter], config: StageConfig | dict[str, Any] |
 
     @given(data=st.data())
     def conforms(data: st.DataObject) -> None:
-        layout = data.draw(layouts(max_tokens=2048), label="layout")
-        feats = data.draw(features(layout), label="features")
+        layout, feats = _draw_video(data, max_tokens=2048)
         original = feats.clone()
         segments = _call(name, segmenter.segment, feats, layout)
         _check_unchanged(original, feats, name)
@@ -105,9 +121,7 @@ def check_merger(cls: type[TokenMerger], config: StageConfig | dict[str, Any] | 
 
     @given(data=st.data())
     def conforms(data: st.DataObject) -> None:
-        layout = data.draw(layouts(max_tokens=2048), label="layout")
-        feats = data.draw(features(layout), label="features")
-        segments = data.draw(segmentations(layout.num_frames), label="segments")
+        layout, feats, segments = _draw_segmented_video(data, max_tokens=2048)
         n = layout.num_visual
         keep = data.draw(st.one_of(st.integers(len(segments), n), st.just(n)), label="keep")
         relevance = None
@@ -167,9 +181,7 @@ def check_allocator(cls: type[BudgetAllocator], config: StageConfig | dict[str, 
 
     @given(data=st.data())
     def conforms(data: st.DataObject) -> None:
-        layout = data.draw(layouts(max_tokens=4096), label="layout")
-        feats = data.draw(features(layout), label="features")
-        segments = data.draw(segmentations(layout.num_frames), label="segments")
+        layout, feats, segments = _draw_segmented_video(data, max_tokens=4096)
         seg_feats = _call(f"{cls.__name__}.summarize", allocator.summarize, feats, segments)
         capacity = [(end - start) * layout.tokens_per_frame for start, end in segments.bounds]
         sizes = [data.draw(st.integers(1, c), label="live size") for c in capacity]
@@ -303,8 +315,7 @@ def check_preset(name: str, *, run_settings: settings | None = None, max_tokens:
 
     @given(data=st.data())
     def conforms(data: st.DataObject) -> None:
-        layout = data.draw(layouts(max_tokens=max_tokens), label="layout")
-        feats = data.draw(features(layout), label="features")
+        layout, feats = _draw_video(data, max_tokens=max_tokens)
         attention = data.draw(st.none() | attentions(layout.num_visual), label="attention")
         num_layers = data.draw(depths(), label="num_layers")
         budget = data.draw(st.one_of(st.just(base.budget), budgets()), label="budget")

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from prunekit.budget import Budget
 from prunekit.types import Segments, VideoLayout
 
+__all__ = ["register_profiles", "layouts", "features", "budgets", "depths", "segmentations", "attentions"]
+
 # -- profiles -----------------------------------------------------------------------------------
 
 
