@@ -223,7 +223,7 @@ def test_curriculum_share_picks_a_deterministic_fraction_of_training_items():
 
 
 def test_shape_probe_runs_on_the_bundled_model():
-    from prunekit.benchmarks.synthetic import probe
+    from prunekit.benchmarks.synthetic.training import probe
     from prunekit.benchmarks.synthetic.training.train import build_tokenizer
     from prunekit.tiny import load_tiny
 

@@ -1,6 +1,6 @@
 """Linear probes: is an object's shape in the visual tokens, and in the answer position's state?
 
-    python -m benchmarks.synthetic.probe [--model-dir DIR] [--types needle_shape,scene_object] [--items 600]
+    python -m benchmarks.synthetic.training.probe [--model-dir DIR] [--types needle_shape,scene_object] [--items 600]
 
 For each question type, a linear classifier (70/30 split, standardised features) predicts
 (1) the object shape of every visual token that shows an object, from the visual features the language
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import train as T
-from .generator import SHAPES, make_item
+from ..generator import SHAPES, make_item
 
 
 def _batch(tok, qtype: str, indices: range) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
