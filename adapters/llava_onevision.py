@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from prunekit.adapter import ModelAdapter
 from prunekit.errors import InvalidInputError
+from prunekit.model_adapter import ModelAdapter
 from prunekit.types import VideoLayout
 
 

@@ -22,9 +22,9 @@ from transformers import (
     LlavaOnevisionProcessor,
 )
 
-from prunekit.adapter import ModelAdapter
 from prunekit.adapters.llava_onevision import stack_layouts, video_runs
 from prunekit.errors import InvalidInputError, UnsupportedModelError
+from prunekit.model_adapter import ModelAdapter
 from prunekit.types import VideoLayout
 
 PoolMode = Literal["average", "bilinear"]

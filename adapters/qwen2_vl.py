@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from prunekit.adapter import ModelAdapter
 from prunekit.adapters.llava_onevision import stack_layouts, video_runs
 from prunekit.errors import InvalidInputError
+from prunekit.model_adapter import ModelAdapter
 from prunekit.types import VideoLayout
 
 

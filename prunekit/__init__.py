@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prunekit import presets, tiny, video
 from prunekit._version import __version__
-from prunekit.budget import Budget, flops, flops_ratio
+from prunekit.budget import Budget
 from prunekit.config import PipelineConfig
 from prunekit.errors import (
     BudgetError,
@@ -15,6 +15,7 @@ from prunekit.errors import (
     UnsupportedModelError,
     VideoDecodeError,
 )
+from prunekit.flops import flops, flops_ratio
 from prunekit.hookspecs import hookimpl
 from prunekit.pipeline import Pipeline
 from prunekit.runtime import PruneHandle, apply, is_pruned

@@ -12,16 +12,14 @@ A `Budget` says how much of the video to keep, in one of two modes:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from prunekit.errors import BudgetError
-from prunekit.flops import flops, flops_ratio
 from prunekit.types import Stage
 
-__all__ = ["Budget", "BudgetMode", "check_schedule", "fit_stage_counts", "realized_retention", "flops",
-           "flops_ratio"]
+__all__ = ["Budget", "BudgetMode", "check_schedule", "fit_stage_counts", "realized_retention"]
 
 BudgetMode = Literal["input", "layer_average"]
 
@@ -43,6 +41,19 @@ class Budget:
         if self.mode not in ("input", "layer_average"):
             raise BudgetError(f"mode must be 'input' or 'layer_average', got {self.mode!r}.")
         object.__setattr__(self, "retain", float(r))
+
+    @classmethod
+    def of(cls, value: Budget | float | Mapping[str, Any] | None) -> Budget | None:
+        """The one conversion to a `Budget`: a float is a layer-averaged retention, a mapping holds the
+        fields (``{"retain": 0.3, "mode": "input"}``), a `Budget` or None is returned as is."""
+        if value is None or isinstance(value, Budget):
+            return value
+        if isinstance(value, Mapping):
+            return cls(**value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return cls(float(value))
+        raise BudgetError(f"a budget is a Budget, a retention in (0, 1] or a mapping of its fields, "
+                          f"got {type(value).__name__} {value!r}; e.g. Budget(0.3).")
 
 
 def realized_retention(stages: Sequence[Stage], n_visual: int, num_layers: int) -> dict[str, float]:
@@ -155,3 +166,11 @@ def _fit_layer_average(layers: Sequence[int], fractions: Sequence[float], n: int
     if abs(total(counts) - target) > num_layers:  # pragma: no cover - guarded by the construction
         raise BudgetError(f"internal: could not fit counts {counts} to retain={retain}.")
     return [Stage(layer, c) for layer, c in zip(layers, counts)]
+
+
+def __getattr__(name: str) -> object:
+    if name in ("flops", "flops_ratio"):  # old import path; the FLOPs model lives in prunekit.flops
+        from prunekit._deprecation import moved_name
+
+        return moved_name("prunekit.budget", name, "prunekit.flops")
+    raise AttributeError(f"module 'prunekit.budget' has no attribute {name!r}")

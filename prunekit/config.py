@@ -88,11 +88,7 @@ class PipelineConfig(BaseModel):
     @field_validator("budget", mode="before")
     @classmethod
     def _budget(cls, value: Any) -> Any:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return Budget(float(value))
-        if isinstance(value, dict):
-            return Budget(**value)
-        return value
+        return Budget.of(value) if isinstance(value, (int, float, dict)) and not isinstance(value, bool) else value
 
     @field_validator("schema_version")
     @classmethod
@@ -113,9 +109,7 @@ class PipelineConfig(BaseModel):
 
     def with_budget(self, budget: Budget | float | None) -> PipelineConfig:
         """A copy with another budget (a float means layer-average retention)."""
-        if isinstance(budget, (int, float)) and not isinstance(budget, bool):
-            budget = Budget(float(budget))
-        return self.model_copy(update={"budget": budget})
+        return self.model_copy(update={"budget": Budget.of(budget)})
 
     # -- serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -8,7 +8,6 @@ their own model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -17,9 +16,8 @@ from prunekit.budget import Budget, realized_retention
 from prunekit.config import PipelineConfig
 from prunekit.errors import InvalidInputError, PrunekitError
 from prunekit.interfaces import BudgetAllocator, FrameSelector, LayerScheduler, Segmenter, TokenMerger
-from prunekit.ops import dpp_triton
 from prunekit.ops.nosync import host_to_device, to_device
-from prunekit.types import MergeMap, Segments, SelectionContext, Stage, VideoLayout
+from prunekit.types import DeviceChecks, MergeMap, Segments, SelectionContext, Stage, VideoLayout
 
 
 @dataclass
@@ -39,20 +37,21 @@ class SamplePlan:
     frame_segment: torch.Tensor  # [F] segment of each frame, on the features' device
     live_sizes: list[int]  # live tokens per segment, on the host (recounted once after a pre-LLM merge)
     kept_per_stage: list[int] = field(default_factory=list)
-    checks: list[tuple[torch.Tensor, Callable[[], str]]] = field(default_factory=list)
+    checks: DeviceChecks = field(default_factory=DeviceChecks)
 
     def verify(self) -> None:
-        """Read every queued check at once (one host sync); raise the first failure's message."""
-        pending, self.checks = self.checks, []
-        kernel_errors = dpp_triton.take_error_flags()  # the Triton DPP's counters ride along in the same read
-        values = [flag.reshape(()) for flag, _ in pending] + kernel_errors  # counters: one scalar per device
+        """Read every queued check at once (one host sync); report kernel errors, raise the first failure."""
+        pending, self.checks = self.checks, DeviceChecks()
+        values = [flag.reshape(()) for flag, _ in pending.conditions]
+        values += [counter.sum(dtype=torch.int64).reshape(()) for counter, _ in pending.error_counters]
         if not values:
             return
         device = values[0].device
         read = torch.stack([v.to(device=device, dtype=torch.long) for v in values]).tolist()
-        ok, errors = read[: len(pending)], read[len(pending):]
-        dpp_triton.report_errors(sum(errors))
-        for passed, (_, message) in zip(ok, pending):
+        ok, errors = read[: len(pending.conditions)], read[len(pending.conditions):]
+        for count, (_, report) in zip(errors, pending.error_counters):
+            report(count)
+        for passed, (_, message) in zip(ok, pending.conditions):
             if not passed:
                 raise PrunekitError(message())
 
@@ -212,7 +211,7 @@ class Pipeline:
                 contexts.append(SelectionContext(
                     frame=frames[part], position=positions[part], grid=layout.grid,
                     relevance=None if relevance is None else relevance[part], generator=generator,
-                    layer=stage.layer, llm_stage=llm_stage))
+                    layer=stage.layer, llm_stage=llm_stage, checks=plan.checks))
             start += size
         picks = self.selector.select_segments(feats, keeps, contexts)
         chosen = _flatten_picks(self.selector, plan, picks, keeps, used, starts, features.device)
@@ -271,5 +270,5 @@ def _flatten_picks(selector: FrameSelector, plan: SamplePlan, picks: list[torch.
         return (f"frame selector {name!r} must return distinct indices in [0, segment size) for every segment; "
                 f"got {[torch.as_tensor(p).tolist() for p in picks]} for sizes {sizes}.")
 
-    plan.checks.append((in_range & distinct, message))
+    plan.checks.require(in_range & distinct, message)
     return flat

@@ -23,7 +23,6 @@ ENTRY_POINT_GROUP = "prunekit"
 DISABLE_ENV = "PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_MODULES = (
     "prunekit.strategies._plugin",
-    "prunekit.strategies.zoo._plugin",
     "prunekit.adapters._plugin",
 )
 HOOKS = ("prunekit_register_strategies", "prunekit_register_adapters", "prunekit_register_presets")
@@ -73,7 +72,9 @@ def _ensure_loaded() -> None:
         for name, source, module in _discover():
             if module is None:
                 continue
-            if _register_plugin(pm, registry, name, source, module):
+            registered = _register_plugin(pm, registry, name, source, module)
+            if registered is not None:
+                registry = registered
                 plugins.append((name, source))
         pm.check_pending()
         _state.update(pm=pm, registry=registry, plugins=plugins)
@@ -103,24 +104,20 @@ def _discover() -> list[tuple[str, str, ModuleType | None]]:
 
 
 def _register_plugin(pm: pluggy.PluginManager, registry: Registry, name: str, source: str,
-                     module: ModuleType) -> bool:
-    """Run one plugin's hooks against a scratch registry; commit only if all of them succeed."""
-    scratch = Registry()
-    for kind in registry._entries:  # collisions must be detected against what is already there
-        scratch._entries[kind] = dict(registry._entries[kind])
+                     module: ModuleType) -> Registry | None:
+    """Register one plugin and call its hooks on a copy of ``registry``: the copy if all succeed, else None."""
+    scratch = registry.copy()  # collisions are detected against what is already there
     try:
         pm.register(module, name=name)
         pm.check_pending()  # a misspelled hook name fails this plugin only, not every plugin
+        others = [plugin for plugin in pm.get_plugins() if plugin is not module]
         for hook in HOOKS:
-            for impl in getattr(pm.hook, hook).get_hookimpls():
-                if impl.plugin is module:
-                    impl.function(registry=scratch.scoped(source))
+            pm.subset_hook_caller(hook, remove_plugins=others)(registry=scratch.scoped(source))
     except Exception as exc:
         if pm.is_registered(module):
             pm.unregister(module)
         warnings.warn(
             f"prunekit: skipping plugin {name!r} from distribution {source!r}: registering failed "
             f"({type(exc).__name__}: {exc}).", PluginWarning, stacklevel=4)
-        return False
-    registry._entries = scratch._entries
-    return True
+        return None
+    return scratch

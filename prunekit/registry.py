@@ -33,6 +33,12 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 
+    def copy(self) -> Registry:
+        """A new registry holding the same entries (registering into it leaves this one unchanged)."""
+        clone = Registry()
+        clone._entries = {kind: dict(entries) for kind, entries in self._entries.items()}
+        return clone
+
     def register(self, kind: str, name: str, obj: Any, *, source: str = BUILTIN_SOURCE,
                  description: str = "") -> None:
         """Add ``obj`` under ``(kind, name)``; raises on an unknown kind, a bad name or a collision."""

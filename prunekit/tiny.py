@@ -61,7 +61,7 @@ def load_tiny(device: str = "cpu", model_dir: str | Path | None = None):
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"No tiny model at {str(path)!r}: the package assets are missing. Reinstall prunekit, or "
-            "train one with `python -m benchmarks.synthetic.train` and pass model_dir=."
+            "train one with `python -m benchmarks.synthetic.training.train` and pass model_dir=."
         )
     model = LlavaOnevisionForConditionalGeneration.from_pretrained(path, local_files_only=True)
     processor = AutoProcessor.from_pretrained(path, local_files_only=True)

@@ -7,6 +7,7 @@ Stages speak in *visual token ids*: the flat, frame-major index ``f * P + p`` of
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -177,6 +178,27 @@ class Stage:
 
 
 @dataclass
+class DeviceChecks:
+    """Checks on device values that a sample's stages queue; `SamplePlan.verify` reads them all with one
+    host sync after the forward, so no stage waits for the GPU.
+
+    Attributes:
+        conditions: ``(bool tensor, message)``: the sample fails with ``message()`` when the tensor is False.
+        error_counters: ``(integer tensor, report)``: a kernel's error counters; ``report`` gets their sum.
+    """
+
+    conditions: list[tuple[torch.Tensor, Callable[[], str]]] = field(default_factory=list)
+    error_counters: list[tuple[torch.Tensor, Callable[[int], None]]] = field(default_factory=list)
+
+    def require(self, condition: torch.Tensor, message: Callable[[], str]) -> None:
+        """Queue a condition that must hold; ``message`` builds the error text only on failure."""
+        self.conditions.append((condition, message))
+
+    def __bool__(self) -> bool:
+        return bool(self.conditions or self.error_counters)
+
+
+@dataclass
 class SelectionContext:
     """What a `FrameSelector` may use besides the token features of one segment.
 
@@ -189,6 +211,8 @@ class SelectionContext:
         generator: seeded generator for stochastic selectors.
         layer: decoder layer whose input is being pruned (0 = before the LLM).
         llm_stage: index of this stage among the stages inside the LLM (-1 before the LLM).
+        checks: the sample's `DeviceChecks`, where a stage queues checks on device values (e.g. a
+            kernel's error counters) instead of reading them; None outside a pipeline.
     """
 
     frame: torch.Tensor
@@ -198,3 +222,4 @@ class SelectionContext:
     generator: torch.Generator | None = None
     layer: int = 0
     llm_stage: int = -1
+    checks: DeviceChecks | None = None

@@ -1,35 +1,38 @@
-"""Registers the built-in strategies through the same hooks third-party plugins use."""
+"""Registers the built-in strategies through the same hooks third-party plugins use.
+
+Each method module declares its stages and presets where it defines them
+(`prunekit.strategies.registration`); importing the modules below is what fills the declarations.
+"""
 
 from __future__ import annotations
 
 from prunekit.hookspecs import hookimpl
 from prunekit.registry import ScopedRegistry
-from prunekit.strategies.generic.allocators import ProportionalAllocator
-from prunekit.strategies.generic.schedulers import FixedScheduler, ProgressiveScheduler
-from prunekit.strategies.generic.segmenters import FixedLengthSegmenter, SingleSegmenter
-from prunekit.strategies.generic.selectors import RandomSelector, UniformSelector
-from prunekit.strategies.hieravid.allocator import MVOffsetAllocator
-from prunekit.strategies.hieravid.merger import SamePositionMerger
-from prunekit.strategies.hieravid.segmenter import SimilaritySegmenter
-from prunekit.strategies.hieravid.selector import ConditionalDPPSelector
-from prunekit.strategies.presets import PRESETS
-
-STAGES = (
-    SingleSegmenter, FixedLengthSegmenter, SimilaritySegmenter,
-    SamePositionMerger,
-    ProportionalAllocator, MVOffsetAllocator,
-    UniformSelector, RandomSelector, ConditionalDPPSelector,
-    FixedScheduler, ProgressiveScheduler,
+from prunekit.strategies import (  # noqa: F401  (imported for their declarations)
+    cdpruner,
+    divprune,
+    dycoke,
+    fastv,
+    fastvid,
+    framefusion,
+    holitom,
+    pdrop,
+    prunevid,
+    vidcom2,
+    visionzip,
 )
+from prunekit.strategies.generic import allocators, schedulers, segmenters, selectors  # noqa: F401
+from prunekit.strategies.hieravid import allocator, merger, presets, segmenter, selector  # noqa: F401
+from prunekit.strategies.registration import BUILTIN
 
 
 @hookimpl
 def prunekit_register_strategies(registry: ScopedRegistry) -> None:
-    for stage in STAGES:
-        registry.register_stage(stage)
+    """Register every built-in stage class under its config name."""
+    BUILTIN.register_stages(registry)
 
 
 @hookimpl
 def prunekit_register_presets(registry: ScopedRegistry) -> None:
-    for name, factory in PRESETS.items():
-        registry.register_preset(name, factory, description=(factory.__doc__ or "").strip())
+    """Register every built-in preset, described by its one-line summary."""
+    BUILTIN.register_presets(registry)

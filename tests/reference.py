@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from prunekit.adapter import find_adapter
+from prunekit.model_adapter import find_adapter
 from prunekit.pipeline import Pipeline
 
 

@@ -103,14 +103,17 @@ def test_gap_profile_labels_modules_and_prunekit_parts(capsys) -> None:  # noqa:
     import torch
 
     import prunekit
+    from prunekit.adapters.random_models import build_model, video_inputs
     from prunekit.benchmarks.efficiency import gaps
-    from prunekit.modelzoo import build_model, video_inputs
 
     model = build_model("llava_onevision", "tiny")
     inputs = video_inputs(model, 8).kwargs
-    with prunekit.apply(model, "hieravid-30") as handle, gaps.labelled_timer(handle._session):
-        trace = gaps.profile_prefill(model, inputs, warmup=1)
-        assert handle.stats() is not None and handle._session.timer.snapshot()  # the timer still counts
+    with prunekit.apply(model, "hieravid-30") as handle:
+        own_timer = handle.timer
+        with handle.traced(gaps.LabelledTimer(own_timer)):
+            trace = gaps.profile_prefill(model, inputs, warmup=1)
+            assert handle.stats() is not None and own_timer.snapshot()  # the runtime's timer still counts
+        assert handle.timer is own_timer
     names = {e["name"] for e in trace["traceEvents"] if e.get("cat") == "user_annotation"}
     assert {"gaps:vision tower", "gaps:language model", "gaps:layer 00", "gaps:layer 03", "prunekit.plan"} <= names
     assert not prunekit.is_pruned(model) and not model.model.language_model.layers[0]._forward_pre_hooks

@@ -314,3 +314,11 @@ def test_flops_ratio_is_one_without_pruning_and_grows_with_kept_tokens() -> None
     assert flops_ratio([100] * 28, 100, 20, 64, 256) == pytest.approx(1.0)
     ratios = [flops_ratio([k] * 28, 100, 20, 64, 256) for k in (10, 30, 60, 100)]
     assert ratios == sorted(ratios) and ratios[0] > 0
+
+
+def test_budget_of_is_the_one_conversion_used_by_configs() -> None:
+    assert Budget.of(0.3) == Budget(0.3) and Budget.of(1) == Budget(1.0) and Budget.of(None) is None
+    assert Budget.of({"retain": 0.5, "mode": "input"}) == Budget(0.5, "input")
+    assert presets.get("hieravid-30").with_budget(0.2).budget == Budget(0.2)
+    with pytest.raises(BudgetError, match="e.g. Budget"):
+        Budget.of("0.3")

@@ -5,7 +5,7 @@ blocks of one page sharing a namespace (a page may build on its earlier blocks).
 block are not run:
 
 * a block right after an HTML comment ``<!-- skip-test -->`` (it needs a real checkpoint or a
-  GPU; keep these rare — runnable examples use ``prunekit.modelzoo``'s tiny random models);
+  GPU; keep these rare — runnable examples use ``prunekit.adapters.random_models``'s tiny random models);
 * a block that only includes a file with ``--8<--`` (pymdownx.snippets): the included file is
   tested where it lives (e.g. ``tests/plugin_example``).
 

@@ -161,15 +161,41 @@ def test_plan_verify_reads_the_kernel_error_counters_with_its_own_checks(errors:
     monkeypatch.setattr(dpp_triton, "_ERROR_FLAGS", [])
     feats = torch.randn(4, 9, 8)
     plan = Pipeline.from_preset("hieravid-30").start(feats, VideoLayout.contiguous(0, 4, (3, 3), 40), 28)
-    plan.checks.append((torch.tensor(True), lambda: "never raised"))
-    dpp_triton.note_error_flag(torch.tensor([errors, 0], dtype=torch.int32))
+    plan.checks.require(torch.tensor(True), lambda: "never raised")
+    plan.checks.error_counters.append((torch.tensor([errors, 0], dtype=torch.int32), dpp_triton.report_errors))
     if errors:
         with pytest.warns(RuntimeWarning, match="barrier timed out"):
             plan.verify()
     else:
         plan.verify()
     assert bool(dpp_triton._DISABLED) == bool(errors)
-    assert dpp_triton._ERROR_FLAGS == [] and plan.checks == []
+    assert not plan.checks and dpp_triton._ERROR_FLAGS == []  # the plan's own queue, not the process's
+
+
+def test_a_pipeline_queues_the_dpp_kernels_counters_on_its_own_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prunekit.pipeline import Pipeline
+    from prunekit.types import VideoLayout
+
+    monkeypatch.setattr(dpp_triton, "_ERROR_FLAGS", [])
+    monkeypatch.setattr(dpp_triton, "available", lambda tensor=None: True)
+    launched = []
+
+    def fake_launch(kernel, keep, valid, eps):  # noqa: ANN001, ANN202 - the Triton launch, stubbed
+        launched.append(keep)
+        chosen = torch.full((kernel.shape[0], int(keep.max())), -1, dtype=torch.long)
+        return chosen, torch.zeros(kernel.shape[0], dtype=torch.int32), torch.zeros(2, dtype=torch.int32)
+
+    monkeypatch.setattr(dpp_triton, "greedy_map_triton", fake_launch)
+    layout = VideoLayout.contiguous(0, 4, (3, 3), 40)
+    pipe = Pipeline.from_preset("hieravid-30")
+    plan = pipe.start(torch.randn(4, 9, 8), layout, 28)
+    feats, attn = torch.randn(layout.num_visual, 8), torch.rand(layout.num_visual)
+    for index in range(len(plan.stages)):
+        result = pipe.step(plan, index, feats, attn)
+        feats, attn = result.merge.apply(feats)[result.keep], attn[result.keep]
+    assert launched and len(plan.checks.error_counters) == len(launched) and dpp_triton._ERROR_FLAGS == []
+    plan.verify()
+    assert not plan.checks
 
 
 def test_unread_error_counters_stay_one_running_sum_per_device(monkeypatch: pytest.MonkeyPatch) -> None:

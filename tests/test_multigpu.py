@@ -21,7 +21,7 @@ def test_dispatched_model_prunes_like_the_undispatched_one(shape: str) -> None:
 
 
 def test_device_map_puts_each_half_of_the_layers_on_its_device() -> None:
-    from prunekit.modelzoo import build_model
+    from prunekit.adapters.random_models import build_model
 
     model = build_model("llava_onevision")
     mapping = sharded.device_map(model, ["cuda:0", "cuda:1"])

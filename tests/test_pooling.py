@@ -9,9 +9,9 @@ import torch
 from transformers import LlavaOnevisionModel
 
 import prunekit
-from prunekit.adapters.pooling import channels_last_pooling, fast_video_pooling
+from prunekit.adapters.random_models import build_model, video_inputs
 from prunekit.errors import UnsupportedModelError
-from prunekit.modelzoo import build_model, video_inputs
+from prunekit.speedups import channels_last_pooling, fast_video_pooling
 
 
 def _logits(model, inputs) -> torch.Tensor:  # noqa: ANN001

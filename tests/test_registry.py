@@ -135,3 +135,26 @@ def test_list_strategies_reports_kind_name_and_source(builtin_plugins_only: Regi
 def test_config_dispatch_reports_unknown_stage_names(builtin_plugins_only: Registry) -> None:
     with pytest.raises(UnknownStrategyError, match="Did you mean 'uniform'"):
         PipelineConfig.parse({"selector": "unifrom", "scheduler": "fixed"})
+
+
+def test_every_builtin_strategy_module_is_imported_by_the_builtin_plugin() -> None:
+    """A method module that declares stages or presets but is missing from strategies/_plugin.py would
+    register nothing: in a fresh process, importing every module of the package declares nothing new."""
+    import subprocess
+    import sys
+
+    script = """
+import importlib, pkgutil
+import prunekit.strategies
+from prunekit.strategies._plugin import BUILTIN
+stages, presets = list(BUILTIN.stages), dict(BUILTIN.presets)
+modules = [m.name for m in pkgutil.walk_packages(prunekit.strategies.__path__, 'prunekit.strategies.')]
+for name in modules:
+    importlib.import_module(name)
+new = [c.__name__ for c in BUILTIN.stages if c not in stages] + [n for n in BUILTIN.presets if n not in presets]
+assert 'prunekit.strategies.divprune' in modules and len(stages) == 24, (modules, len(stages))
+print('undeclared:', new)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "undeclared: []"

@@ -9,9 +9,9 @@ import torch
 
 import prunekit
 from prunekit import Budget, PipelineConfig
+from prunekit.adapters.random_models import build_model, video_inputs
 from prunekit.errors import BudgetError, PrunekitError, UnsupportedModelError
 from prunekit.interfaces import FrameSelector, StageConfig
-from prunekit.modelzoo import build_model, video_inputs
 from prunekit.pipeline import Pipeline
 from prunekit.plugins import get_registry, reload_plugins
 from prunekit.runtime.relevance import last_query_attention
@@ -87,7 +87,7 @@ def test_pre_llm_pruning_equals_model_fed_kept_embeddings(model, inputs, selecto
         with torch.no_grad():
             logits = model(**inputs).logits[:, -1]
         kept = handle.kept_indices()[0][0]
-    lm = prunekit.adapter.find_adapter(model).language_model
+    lm = prunekit.model_adapter.find_adapter(model).language_model
     with torch.no_grad():
         hidden = lm(inputs_embeds=embeds[:, kept], position_ids=positions[..., kept],
                     attention_mask=torch.ones(1, kept.numel(), dtype=torch.long)).last_hidden_state
@@ -114,7 +114,7 @@ def test_recomputed_relevance_equals_eager_attention(family: str, inputs) -> Non
     """(f) last-query attention recomputed from q/k + RoPE equals eager attention's last row."""
     model = build_model(family, attn="eager")
     embeds, positions = capture_llm_inputs(model, inputs)
-    adapter = prunekit.adapter.find_adapter(model)
+    adapter = prunekit.model_adapter.find_adapter(model)
     lm = adapter.language_model
     with torch.no_grad():
         out = lm(inputs_embeds=embeds, position_ids=positions, output_attentions=True, output_hidden_states=True)
@@ -190,7 +190,7 @@ def test_llava_video_grid_layouts(pool_mode: str, newline: str) -> None:
     per_frame = rows * (rows + 1) if newline == "prune" else rows * rows
     assert stats.n_visual == 4 * per_frame
     if newline == "keep":
-        adapter = prunekit.adapter.find_adapter(model, newline="keep")
+        adapter = prunekit.model_adapter.find_adapter(model, newline="keep")
         newlines = adapter.layouts(inputs["input_ids"], None)[0].layout_index
         assert all(bool(torch.isin(newlines, present).all()) for present in kept.values())
     reference = reference_generate(model, inputs, Pipeline(config), 4) if newline == "prune" else None

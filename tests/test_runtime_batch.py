@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import prunekit
-from prunekit.modelzoo import batch_inputs, build_model, video_inputs
+from prunekit.adapters.random_models import batch_inputs, build_model, video_inputs
 
 NEW_TOKENS = 8
 

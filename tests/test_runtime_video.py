@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import prunekit
+from prunekit.adapters.random_models import IMG, VEND, VID, VSTART, build_model
 from prunekit.errors import InvalidInputError, VideoDecodeError
-from prunekit.modelzoo import IMG, VEND, VID, VSTART, build_model
 from prunekit.pipeline import Pipeline
 from tests.reference import reference_generate
 

@@ -15,7 +15,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import prunekit
-from prunekit.modelzoo import build_model, video_inputs
+from prunekit.adapters.random_models import build_model, video_inputs
 from prunekit.runtime.session import PruneSession
 
 aten = torch.ops.aten

@@ -201,7 +201,7 @@ def test_background_questions_answer_with_the_background_of_the_right_scene():
 
 def test_training_only_questions_use_only_words_the_bundled_tokenizer_knows():
     from prunekit.benchmarks.synthetic import TRAINING_TYPES
-    from prunekit.benchmarks.synthetic.train import build_tokenizer
+    from prunekit.benchmarks.synthetic.training.train import build_tokenizer
 
     tok = build_tokenizer()
     for qtype in TRAINING_TYPES:
@@ -212,7 +212,7 @@ def test_training_only_questions_use_only_words_the_bundled_tokenizer_knows():
 
 
 def test_curriculum_share_picks_a_deterministic_fraction_of_training_items():
-    from prunekit.benchmarks.synthetic.train import curriculum_type, encode_chunk
+    from prunekit.benchmarks.synthetic.training.train import curriculum_type, encode_chunk
 
     picked = [curriculum_type(i, 0.25) is not None for i in range(4000)]
     assert 0.22 < sum(picked) / len(picked) < 0.28
@@ -223,8 +223,8 @@ def test_curriculum_share_picks_a_deterministic_fraction_of_training_items():
 
 
 def test_shape_probe_runs_on_the_bundled_model():
-    from prunekit.benchmarks.synthetic import probe
-    from prunekit.benchmarks.synthetic.train import build_tokenizer
+    from prunekit.benchmarks.synthetic.training import probe
+    from prunekit.benchmarks.synthetic.training.train import build_tokenizer
     from prunekit.tiny import load_tiny
 
     model, processor = load_tiny()
@@ -256,7 +256,7 @@ def test_scene_object_colour_curriculum_asks_for_the_colour_of_the_named_scene_s
 
 
 def test_curriculum_types_split_the_share_between_named_training_types():
-    from prunekit.benchmarks.synthetic.train import TrainConfig, curriculum_type, curriculum_types
+    from prunekit.benchmarks.synthetic.training.train import TrainConfig, curriculum_type, curriculum_types
 
     both = curriculum_types(TrainConfig(curriculum_types="object_shape,scene_object_color"))
     picked = [curriculum_type(i, 0.5, both) for i in range(4000)]
@@ -290,7 +290,7 @@ def test_training_attention_of_the_answer_position_matches_the_model_s_eager_att
     from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
 
     from prunekit.benchmarks.synthetic.generator import target_tokens
-    from prunekit.benchmarks.synthetic.train import encode_chunk, focus_loss, forward
+    from prunekit.benchmarks.synthetic.training.train import encode_chunk, focus_loss, forward
 
     model = LlavaOnevisionForConditionalGeneration.from_pretrained(TINY_MODEL_DIR, attn_implementation="eager").eval()
     processor = AutoProcessor.from_pretrained(TINY_MODEL_DIR)

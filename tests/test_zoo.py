@@ -11,14 +11,14 @@ from prunekit import Budget, BudgetError, Pipeline, Segments, VideoLayout
 from prunekit.ops.cluster import density_peaks, dpc_knn
 from prunekit.ops.diversity import max_min_diversity
 from prunekit.ops.ranking import spread_scores
-from prunekit.strategies.zoo.dycoke import TemporalMergeSelector
-from prunekit.strategies.zoo.fastvid import DySegSegmenter, FastVIDMerger
-from prunekit.strategies.zoo.framefusion import CascadedSimilarityMerger
-from prunekit.strategies.zoo.holitom import HoliTomMerger, StaticWindowSegmenter, best_windows
-from prunekit.strategies.zoo.prunevid import DPCSegmenter, PruneVidMerger, refine_labels
-from prunekit.strategies.zoo.topk import TopRelevanceSelector
-from prunekit.strategies.zoo.vidcom2 import DistinctTokenSelector, UniquenessAllocator
-from prunekit.strategies.zoo.visionzip import VisionZipMerger
+from prunekit.strategies.dycoke import TemporalMergeSelector
+from prunekit.strategies.fastv import TopRelevanceSelector
+from prunekit.strategies.fastvid import DySegSegmenter, FastVIDMerger
+from prunekit.strategies.framefusion import CascadedSimilarityMerger
+from prunekit.strategies.holitom import HoliTomMerger, StaticWindowSegmenter, best_windows
+from prunekit.strategies.prunevid import DPCSegmenter, PruneVidMerger, refine_labels
+from prunekit.strategies.vidcom2 import DistinctTokenSelector, UniquenessAllocator
+from prunekit.strategies.visionzip import VisionZipMerger
 from prunekit.types import SelectionContext
 
 

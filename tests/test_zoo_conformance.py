@@ -7,7 +7,7 @@ import torch
 from hypothesis import settings
 
 from prunekit import Budget, BudgetError, Pipeline, VideoLayout, presets
-from prunekit.strategies.zoo._plugin import PRESETS, STAGES
+from prunekit.strategies._plugin import BUILTIN
 from prunekit.testing import (
     assert_pipeline_guarantees,
     check_allocator,
@@ -20,6 +20,10 @@ from prunekit.testing import (
 CHECKS = {"segmenter": check_segmenter, "merger": check_merger, "allocator": check_allocator,
           "frame_selector": check_frame_selector}
 IN_LLM_ONLY = {"fastv", "pdrop"}
+NOT_ZOO = ("prunekit.strategies.generic.", "prunekit.strategies.hieravid.")  # HieraVid and the baselines
+STAGES = [stage for stage in BUILTIN.stages if not stage.__module__.startswith(NOT_ZOO)]
+PRESETS = {name: factory for name, (factory, _) in BUILTIN.presets.items()
+           if not factory.__module__.startswith(NOT_ZOO)}
 
 
 def quick() -> settings:

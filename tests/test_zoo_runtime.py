@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import prunekit
-from prunekit.modelzoo import batch_inputs, build_model, video_inputs
+from prunekit.adapters.random_models import batch_inputs, build_model, video_inputs
 
 FAMILIES = ["llava_onevision", "llava_video", "qwen2_vl", "qwen2_5_vl"]
 

@@ -14,13 +14,13 @@ from .dataset import LETTERS, QAItem, dataset_fingerprint, load_manifest, load_s
 from .distributed import World
 from .metrics import agreement, bootstrap_ci, kl_divergence, mean_kl, paired_ratio_ci
 from .report import markdown_table, plot_accuracy_vs_flops, write_outputs
-from .runner import UNPRUNED, AccuracyHarness, Cell, environment, model_fingerprint, resolve_config
+from .runner import UNPRUNED, AccuracyHarness, StrategySpec, environment, model_fingerprint, resolve_config
 from .scoring import MC_INSTRUCTION, OPEN_INSTRUCTION, build_prompt, match_open, normalize_answer, scoring_description
 
 __all__ = [
     "LETTERS", "QAItem", "dataset_fingerprint", "load_manifest", "load_synthetic", "write_manifest", "World",
     "agreement", "bootstrap_ci", "kl_divergence", "mean_kl", "paired_ratio_ci",
     "markdown_table", "plot_accuracy_vs_flops", "write_outputs",
-    "UNPRUNED", "AccuracyHarness", "Cell", "environment", "model_fingerprint", "resolve_config",
+    "UNPRUNED", "AccuracyHarness", "StrategySpec", "environment", "model_fingerprint", "resolve_config",
     "MC_INSTRUCTION", "OPEN_INSTRUCTION", "build_prompt", "match_open", "normalize_answer", "scoring_description",
 ]

@@ -19,7 +19,6 @@ import platform
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import torch
 
 import prunekit
 from prunekit import Budget, PipelineConfig, presets
+from prunekit.benchmarks.strategy_spec import UNPRUNED, StrategySpec
 from prunekit.errors import BudgetError, PrunekitError
 
 from . import metrics
@@ -49,24 +49,11 @@ from .scoring import (
     scoring_description,
 )
 
-__all__ = ["UNPRUNED", "RECORD_SCHEMA", "Cell", "AccuracyHarness", "resolve_config", "environment",
+__all__ = ["UNPRUNED", "RECORD_SCHEMA", "StrategySpec", "AccuracyHarness", "resolve_config", "environment",
            "model_fingerprint"]
 
-UNPRUNED = "unpruned"
 RECORD_SCHEMA = "prunekit.bench.accuracy/1"
 RECORDS_FILE = "records.jsonl"
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One run over the items: ``unpruned``, or a strategy (preset name, ``hieravid`` or config file) at a budget."""
-
-    strategy: str
-    budget: float | None = None
-
-    @property
-    def label(self) -> str:
-        return self.strategy if self.budget is None else f"{self.strategy}@{self.budget:g}"
 
 
 def resolve_config(strategy: str, budget: float, mode: str = "layer_average", seed: int = 0) -> PipelineConfig:
@@ -174,12 +161,12 @@ class AccuracyHarness:
         self._finished = self._read_records()
 
     # -- public ------------------------------------------------------------------------------
-    def cells(self, strategies: Sequence[str], budgets: Sequence[float]) -> list[Cell]:
+    def cells(self, strategies: Sequence[str], budgets: Sequence[float]) -> list[StrategySpec]:
         """The unpruned cell, then every strategy at every budget."""
-        return [Cell(UNPRUNED)] + [Cell(s, float(b)) for s in strategies for b in budgets]
+        return [StrategySpec(UNPRUNED)] + [StrategySpec(s, float(b)) for s in strategies for b in budgets]
 
     def run(self, strategies: Sequence[str], budgets: Sequence[float],
-            on_error: Callable[[Cell, Exception], None] | None = None) -> list[dict]:
+            on_error: Callable[[StrategySpec, Exception], None] | None = None) -> list[dict]:
         """Records of the unpruned cell and every strategy x budget cell (finished earlier, or run now).
 
         A cell whose budget the strategy cannot meet on this model (`BudgetError`) is recorded as
@@ -206,7 +193,7 @@ class AccuracyHarness:
         return records
 
     # -- cells -------------------------------------------------------------------------------
-    def _cell_id(self, cell: Cell, config: PipelineConfig | None) -> str:
+    def _cell_id(self, cell: StrategySpec, config: PipelineConfig | None) -> str:
         key = {k: self.meta[k] for k in ("model_fingerprint", "dataset_fingerprint", "num_frames", "prompt_style",
                                          "mc_answer", "max_new_tokens")}
         if config is not None:
@@ -214,7 +201,7 @@ class AccuracyHarness:
                        config=config.fingerprint())
         return _hash(key)
 
-    def _cell(self, cell: Cell, baseline: list[dict] | None) -> tuple[dict, list[dict] | None]:
+    def _cell(self, cell: StrategySpec, baseline: list[dict] | None) -> tuple[dict, list[dict] | None]:
         config = None
         if cell.strategy != UNPRUNED:
             config = resolve_config(cell.strategy, cell.budget, self.mode, self.seed)
@@ -246,7 +233,7 @@ class AccuracyHarness:
         self._append_record(record)
         return record, predictions
 
-    def _base_record(self, cell: Cell, cell_id: str, config: PipelineConfig | None) -> dict:
+    def _base_record(self, cell: StrategySpec, cell_id: str, config: PipelineConfig | None) -> dict:
         record = {"schema": RECORD_SCHEMA, "cell_id": cell_id, "strategy": cell.strategy, "budget": cell.budget,
                   "mode": self.mode if config is not None else None, "seed": self.seed, **self.meta,
                   "preset": config.name if config is not None else None,
@@ -255,7 +242,7 @@ class AccuracyHarness:
                   "environment": environment(), "created": _now()}
         return record
 
-    def _error_record(self, cell: Cell, exc: Exception) -> dict:
+    def _error_record(self, cell: StrategySpec, exc: Exception) -> dict:
         return {"schema": RECORD_SCHEMA, "strategy": cell.strategy, "budget": cell.budget, "mode": self.mode,
                 "status": "error", "reason": f"{type(exc).__name__}: {exc}", **self.meta}
 
@@ -278,7 +265,7 @@ class AccuracyHarness:
 
         return video.load(item.video, self.num_frames)
 
-    def _predict(self, cell: Cell, handle: prunekit.PruneHandle | None) -> tuple[list[dict], list[int]]:
+    def _predict(self, cell: StrategySpec, handle: prunekit.PruneHandle | None) -> tuple[list[dict], list[int]]:
         """Every item's prediction (gathered from all processes) and how many items each process ran."""
         from tqdm.auto import tqdm
 

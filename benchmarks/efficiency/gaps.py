@@ -143,8 +143,9 @@ def labelled_modules(model: torch.nn.Module):
             h.remove()
 
 
-class _LabelledTimer:
-    """A prunekit session timer whose parts also open a ``prunekit.<part>`` profiler range."""
+class LabelledTimer:
+    """Wraps a prunekit timer (`PruneHandle.timer`) so each part also opens a ``prunekit.<part>`` profiler
+    range; install it with `PruneHandle.traced`."""
 
     def __init__(self, timer) -> None:  # noqa: ANN001
         self._timer = timer
@@ -156,17 +157,6 @@ class _LabelledTimer:
 
     def __getattr__(self, attr: str):  # noqa: ANN204 - reset, snapshot, sync: the wrapped timer's
         return getattr(self._timer, attr)
-
-
-@contextmanager
-def labelled_timer(session):
-    """Make the prunekit session's timer open a ``prunekit.<part>`` profiler range for each part."""
-    timer = session.timer
-    session.timer = _LabelledTimer(timer)
-    try:
-        yield
-    finally:
-        session.timer = timer
 
 
 def profile_prefill(model: torch.nn.Module, inputs: dict, warmup: int = 2) -> dict:
@@ -215,11 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     temporal = frames if shape.family.startswith("llava") else (frames + 1) // 2
     scenes = SceneFeatures(model, shape.scene_frames, temporal)  # the efficiency benchmark's scenes
     if args.fast_pooling:
-        from prunekit.adapters.pooling import fast_video_pooling
+        from prunekit.speedups import fast_video_pooling
 
         fast_video_pooling(model)
     reports = [analyse(profile_prefill(model, inputs), args.min_gap_us).table("unpruned", args.rows)]
-    with prunekit.apply(model, args.preset) as handle, labelled_timer(handle._session):  # no public hook yet
+    with prunekit.apply(model, args.preset) as handle, handle.traced(LabelledTimer(handle.timer)):
         reports.append(analyse(profile_prefill(model, inputs), args.min_gap_us).table(args.preset, args.rows))
     scenes.remove()
     text = f"{shape.key}, {frames} frames, {torch.cuda.get_device_name()}\n\n" + "\n\n".join(reports)

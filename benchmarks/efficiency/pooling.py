@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from transformers import LlavaOnevisionModel
 
-from prunekit.adapters.pooling import channels_last_pooling
+from prunekit.speedups import channels_last_pooling
 
 from .probes import median_ms
 

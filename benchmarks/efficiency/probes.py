@@ -154,6 +154,14 @@ class EventTimer:
         self._spans.clear()
         self._kept.clear()
 
+    def all_spans(self) -> dict[str, list[tuple[Mark, Mark]]]:
+        """Every span per part since the timer was created (earlier prefills' and the current one's)."""
+        spans: dict[str, list[tuple[Mark, Mark]]] = defaultdict(list)
+        for source in (self._kept, self._spans):
+            for name, items in source.items():
+                spans[name].extend(items)
+        return spans
+
 
 PARTS = ("segment", "summarize", "merge", "relevance", "allocate", "selector", "dpp", "plan", "select",
          "hooks_prefill", "hooks_layers")
@@ -169,13 +177,8 @@ def instrument(handle: Any, cuda: bool) -> Iterator[EventTimer | None]:
     the runtime's own ``plan`` and ``select`` regions (a stage's `Pipeline.step`), and the totals of the
     runtime's hooks: ``hooks_prefill`` (before the LLM: layouts, planning, layer-0 stage, gathers) and
     ``hooks_layers`` (in-LLM stages: relevance, selection, gathers, masks).
-    Uses the runtime's private session object (there is no public profiling hook yet); yields None
-    when that is unavailable.
+    The runtime's parts come from `PruneHandle.traced`, the stages' from wrapping ``handle.pipeline``.
     """
-    session = getattr(handle, "_session", None)
-    if session is None or not hasattr(session, "timer"):
-        yield None
-        return
     timer = EventTimer(cuda)
     pipe = handle.pipeline
     patched: list[tuple[object, str]] = []
@@ -188,15 +191,11 @@ def instrument(handle: Any, cuda: bool) -> Iterator[EventTimer | None]:
 
     import prunekit.ops.dpp as dpp_module
 
-    old_timer = session.timer
-    session.timer = timer
     patch(pipe.segmenter, "segment", "segment")
     patch(pipe.allocator, "summarize", "summarize")
     patch(pipe.allocator, "allocate", "allocate")
     patch(pipe.merger, "merge", "merge")
     patch(pipe.selector, "select_segments", "selector")
-    patch(session, "_prefill", "hooks_prefill")
-    patch(session, "_layer_stage", "hooks_layers")
     original_greedy = dpp_module.greedy_map
     dpp_module.greedy_map = timer.wrap("dpp", original_greedy)
     selector_module = _module_of(pipe.selector)
@@ -204,9 +203,9 @@ def instrument(handle: Any, cuda: bool) -> Iterator[EventTimer | None]:
     if swapped_selector:
         selector_module.greedy_map = dpp_module.greedy_map
     try:
-        yield timer
+        with handle.traced(timer):
+            yield timer
     finally:
-        session.timer = old_timer
         for obj, attr in patched:
             delattr(obj, attr)  # the instance attribute shadowed the class method
         dpp_module.greedy_map = original_greedy
@@ -224,10 +223,7 @@ def merged_snapshot(timer: EventTimer) -> tuple[dict[str, float], dict[str, floa
     """(GPU-timeline ms, host ms) per part, over every prefill since the timer was created."""
     if timer.cuda:
         torch.cuda.synchronize()
-    spans: dict[str, list[tuple[Mark, Mark]]] = defaultdict(list)
-    for source in (timer._kept, timer._spans):
-        for name, items in source.items():
-            spans[name].extend(items)
+    spans = timer.all_spans()
     gpu = {name: sum(a.until(b) for a, b in items) for name, items in spans.items()}
     host = {name: sum(a.host_until(b) for a, b in items) for name, items in spans.items()}
     return gpu, host

@@ -33,11 +33,12 @@ from typing import Any
 
 import torch
 
+from prunekit.benchmarks.strategy_spec import UNPRUNED, StrategySpec, parse_strategies
+
 from .probes import PARTS, Mark, ModuleProbe, instrument, merged_snapshot, sync
 from .scenes import SceneFeatures
 from .shapes import SHAPES, ModelShape, build, get_shape, make_inputs
 
-UNPRUNED = "unpruned"
 OV32_HIERAVID30_DPP_STAGES = ((3136, 2195), (2195, 1537), (1537, 659))  # LLaVA-OV 32 x 196, after the merge
 DEFAULT_STRATEGIES = ("hieravid-30", "hieravid-20", "hieravid-10", "fastv", "visionzip")
 
@@ -86,38 +87,6 @@ def sdpa_context(name: str) -> Any:
     return sdpa_kernel(backend)
 
 
-@dataclass(frozen=True)
-class StrategySpec:
-    """One benchmarked configuration: a preset (or the unpruned model) at an optional budget."""
-
-    preset: str
-    budget: float | None = None
-
-    @property
-    def label(self) -> str:
-        return self.preset if self.budget is None else f"{self.preset}@{self.budget:g}"
-
-
-def parse_strategies(names: Sequence[str], budgets: Sequence[float]) -> list[StrategySpec]:
-    """``["hieravid-30", "fastv@0.3"]`` x budgets -> specs, the unpruned model first, no duplicates."""
-    specs = [StrategySpec(UNPRUNED)]
-    for raw in names:
-        raw = raw.strip()
-        if not raw or raw == UNPRUNED:
-            continue
-        if "@" in raw:
-            name, value = raw.split("@", 1)
-            specs.append(StrategySpec(name, float(value)))
-        elif budgets:
-            specs.extend(StrategySpec(raw, float(b)) for b in budgets)
-        else:
-            specs.append(StrategySpec(raw))
-    seen, out = set(), []
-    for s in specs:
-        if s not in seen:
-            seen.add(s)
-            out.append(s)
-    return out
 
 
 # -- environment ------------------------------------------------------------------------------------
@@ -269,17 +238,17 @@ def run_shape(cfg: EfficiencyConfig, shape: ModelShape, device: torch.device, lo
     scene_frames = shape.scene_frames if cfg.scene_frames is None else cfg.scene_frames
     specs = parse_strategies(cfg.strategies, cfg.budgets)
     available = set(prunekit.presets.list())
-    missing = [s.preset for s in specs if s.preset != UNPRUNED and s.preset not in available]
+    missing = [s.strategy for s in specs if s.strategy != UNPRUNED and s.strategy not in available]
     if missing:
         log(f"skipping unknown presets {missing} (known: {sorted(available)})")
-        specs = [s for s in specs if s.preset == UNPRUNED or s.preset in available]
+        specs = [s for s in specs if s.strategy == UNPRUNED or s.strategy in available]
 
     sync(cuda)
     model = build(shape, device, dtype, seed=cfg.seed)
     weights_gib = torch.cuda.memory_allocated() / 2**30 if cuda else float("nan")
     fast_pooling = cfg.fast_pooling and shape.family == "llava_onevision"
     if fast_pooling:
-        from prunekit.adapters.pooling import fast_video_pooling
+        from prunekit.speedups import fast_video_pooling
 
         fast_video_pooling(model)
     inputs = make_inputs(model, shape, frames, device, dtype, batch=cfg.batch, seed=cfg.seed)
@@ -307,9 +276,9 @@ def run_shape(cfg: EfficiencyConfig, shape: ModelShape, device: torch.device, lo
     for spec in specs:
         bar.set_postfix_str(spec.label)
         handle = None
-        if spec.preset != UNPRUNED:
-            handle = prunekit.apply(model, spec.preset, budget=spec.budget)
-        entry: dict[str, Any] = {"name": spec.label, "preset": spec.preset, "budget": spec.budget}
+        if spec.strategy != UNPRUNED:
+            handle = prunekit.apply(model, spec.strategy, budget=spec.budget)
+        entry: dict[str, Any] = {"name": spec.label, "preset": spec.strategy, "budget": spec.budget}
         try:
             measure_strategy(cfg, model, inputs, handle, probes, entry, spec, record, bar, cuda, log)
         except Exception as exc:  # noqa: BLE001 - keep the other strategies' results
@@ -594,7 +563,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "per-shape plans)")
     parser.add_argument("--fast-pooling", action="store_true",
                         help="LLaVA-OV: pool video features on the channels-last view, bit-identical and ~200x "
-                        "faster on CUDA (prunekit.adapters.pooling), for the unpruned model and every strategy")
+                        "faster on CUDA (prunekit.speedups), for the unpruned model and every strategy")
 
 
 def config_from_args(args: argparse.Namespace) -> EfficiencyConfig:

@@ -10,7 +10,7 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ModelShape:
-    """A benchmark model: prunekit.modelzoo family and size, plus default video settings.
+    """A benchmark model: prunekit.adapters.random_models family and size, plus default video settings.
 
     ``scene_frames`` is the default length (in frames) of the synthetic scenes the video features are
     made of (see `benchmarks.efficiency.scenes`); ``text_tokens`` the prompt length around the video.
@@ -56,7 +56,7 @@ def get_shape(key: str) -> ModelShape:
 
 def build(shape: ModelShape, device: torch.device, dtype: torch.dtype, seed: int = 0) -> nn.Module:
     """Build ``shape`` with random weights directly on ``device`` in ``dtype`` (no CPU detour for 7B)."""
-    from prunekit.modelzoo import build_model
+    from prunekit.adapters.random_models import build_model
 
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -71,7 +71,7 @@ def build(shape: ModelShape, device: torch.device, dtype: torch.dtype, seed: int
 def make_inputs(model: nn.Module, shape: ModelShape, frames: int, device: torch.device, dtype: torch.dtype,
                 batch: int = 1, seed: int = 0) -> dict:
     """Processor-free inputs (random text around the video placeholders), moved to ``device``."""
-    from prunekit.modelzoo import batch_inputs, video_inputs
+    from prunekit.adapters.random_models import batch_inputs, video_inputs
 
     before, after = shape.text_tokens
     samples = [video_inputs(model, frames, prompt_before=before, prompt_after=after, seed=seed + i, dtype=dtype,

@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None, top: int = 45) -> int:
     if not torch.cuda.is_available():
         print("benchmarks.efficiency.syncs needs a CUDA GPU: host synchronisations only exist there.")
         return 2
-    from prunekit.cli import main as prunekit_main
+    from importlib.metadata import entry_points
+
+    (command,) = entry_points(group="console_scripts", name="prunekit")  # the installed CLI, not its modules
+    prunekit_main = command.load()
 
     counts: collections.Counter[str] = collections.Counter()
     show = warnings.showwarning

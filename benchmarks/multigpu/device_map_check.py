@@ -16,7 +16,7 @@ import sys
 import torch
 
 import prunekit
-from prunekit.modelzoo import build_model, video_inputs
+from prunekit.adapters.random_models import build_model, video_inputs
 
 
 def _move(obj, device: str):  # noqa: ANN001, ANN202

@@ -23,6 +23,7 @@ from types import ModuleType
 
 import torch
 
+from prunekit.cli.harness import benchmark_package
 from prunekit.errors import PrunekitError, UnsupportedModelError
 
 __all__ = ["BENCH_COMMANDS", "DEFAULT_STRATEGIES", "DEFAULT_BUDGETS", "DEFAULT_ITEMS", "add_parsers",
@@ -115,7 +116,7 @@ def default_command(args: argparse.Namespace) -> int:
 
 def accuracy_command(args: argparse.Namespace) -> int:
     """Handler of ``prunekit bench accuracy``; returns 1 when a cell failed with an unexpected error."""
-    acc = _accuracy_package()
+    acc = benchmark_package("accuracy")
     start = time.perf_counter()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     budgets = _budgets(args.budgets)
@@ -152,22 +153,6 @@ def accuracy_command(args: argparse.Namespace) -> int:
     print(f"{len(records)} cells ({resumed} resumed from {args.out}) in {time.perf_counter() - start:.1f} s"
           f"{processes}; wrote {', '.join(str(p) for p in paths.values())}")
     return 1 if failed else 0
-
-
-def _accuracy_package() -> ModuleType:
-    """``prunekit.benchmarks.accuracy``; from a source checkout not yet installed that way, ``benchmarks.accuracy``."""
-    try:
-        return importlib.import_module("prunekit.benchmarks.accuracy")
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("prunekit.benchmarks"):
-            raise
-    try:
-        return importlib.import_module("benchmarks.accuracy")
-    except ModuleNotFoundError as exc:
-        if exc.name != "benchmarks":
-            raise
-        raise PrunekitError("the benchmark harness is not installed: reinstall prunekit, or run from a source "
-                            "checkout's root folder.") from None
 
 
 def _budgets(text: str) -> list[float]:

@@ -12,20 +12,10 @@ on the CPU), runs the unpruned model and every strategy side by side in one proc
 from __future__ import annotations
 
 import argparse
-import importlib
-from types import ModuleType
+
+from prunekit.cli.harness import benchmark_package
 
 __all__ = ["add_efficiency_parser", "add_bench_parsers", "efficiency_command"]
-
-
-def _package() -> ModuleType:
-    """``prunekit.benchmarks.efficiency``; from a source checkout not installed that way, ``benchmarks.efficiency``."""
-    try:
-        return importlib.import_module("prunekit.benchmarks.efficiency")
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("prunekit.benchmarks"):
-            raise
-        return importlib.import_module("benchmarks.efficiency")
 
 
 def add_efficiency_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -35,7 +25,7 @@ def add_efficiency_parser(bench_subparsers: argparse._SubParsersAction) -> argpa
         description=__doc__.split("\n\n")[0] + " Medians over --repeats runs after warm-up; ratios against the "
         "unpruned model measured in the same run.")
     try:
-        _package().add_arguments(p)
+        benchmark_package("efficiency").add_arguments(p)
     except ModuleNotFoundError as exc:  # the harness is not installed: say so when the command runs
         reason = str(exc)
         p.set_defaults(func=lambda args: _missing(reason))
@@ -49,7 +39,7 @@ add_bench_parsers = add_efficiency_parser  # the name `prunekit.cli.bench` looks
 
 def efficiency_command(args: argparse.Namespace) -> int:
     """Handler: run the benchmark with the parsed options; prints the markdown table."""
-    pkg = _package()
+    pkg = benchmark_package("efficiency")
     pkg.run_efficiency(pkg.config_from_args(args))
     return 0
 

@@ -97,12 +97,12 @@ def _demo_clip(args: argparse.Namespace) -> tuple[str, str, list[str] | None]:
             raise PrunekitError("with --video, also pass --question TEXT (and --options for multiple choice).")
         return args.video, args.question, None
     from prunekit import video
-    from prunekit.benchmarks.synthetic.generator import make_item
+    from prunekit.demo import demo_clip
 
-    item, clip = make_item("test", 2)
+    clip = demo_clip()
     path = Path(tempfile.mkdtemp(prefix="prunekit-demo-")) / "clip.mp4"
     video.write(path, clip.frames, fps=8)
-    return str(path), item.question, list(item.options) if item.options else None
+    return str(path), clip.question, list(clip.options) if clip.options else None
 
 
 def _load_pretrained(name: str, device: str):  # noqa: ANN202

@@ -16,7 +16,7 @@ import prunekit
 from prunekit.budget import Budget
 from prunekit.config import PipelineConfig
 from prunekit.errors import ConfigError
-from prunekit.integrations.lmms_eval import BASES
+from prunekit.integrations.lmms_eval_bases import BASES
 
 __all__ = ["PrunekitModel", "pipeline_config"]
 

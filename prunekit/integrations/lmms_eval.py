@@ -21,18 +21,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from prunekit.integrations.lmms_eval_bases import BASES
+
 if TYPE_CHECKING:  # the real import is lazy (see `__getattr__`): it needs lmms-eval
     from prunekit.integrations._lmms_eval_model import PrunekitModel
 
 __all__ = ["MODEL_ID", "BASES", "PRUNEKIT_ARGS", "manifest", "PrunekitModel"]
 
 MODEL_ID = "prunekit"
-BASES = {
-    "llava_hf": "lmms_eval.models.simple.llava_hf.LlavaHf",
-    "qwen2_vl": "lmms_eval.models.simple.qwen2_vl.Qwen2_VL",
-    "qwen2_5_vl": "lmms_eval.models.simple.qwen2_5_vl.Qwen2_5_VL",
-}
-"""lmms-eval model classes ``base=`` can wrap (their simple, i.e. non-chat, variants)."""
 PRUNEKIT_ARGS = ("base", "prunekit_preset", "prunekit_budget", "prunekit_mode", "prunekit_stats")
 
 

@@ -10,6 +10,8 @@ whole greedy loop in one persistent kernel (`prunekit.ops.dpp_triton`) instead, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from prunekit.ops import dpp_triton
@@ -27,7 +29,9 @@ def conditional_kernel(features: torch.Tensor, relevance: torch.Tensor | None) -
 
 
 def greedy_map(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,
-               fill_score: torch.Tensor | None = None, eps: float = 1e-6) -> list[torch.Tensor]:
+               fill_score: torch.Tensor | None = None, eps: float = 1e-6,
+               error_counters: list[tuple[torch.Tensor, Callable[[int], None]]] | None = None,
+               ) -> list[torch.Tensor]:
     """Select ``keep[b]`` items per batch row by greedy DPP MAP; exact counts guaranteed.
 
     Args:
@@ -38,12 +42,15 @@ def greedy_map(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,
         fill_score: ``[B, n]`` ranking used to fill the remaining slots once the kernel is
             numerically exhausted (rank-deficient); defaults to the kernel diagonal.
         eps: marginal-gain threshold below which the greedy stops.
+        error_counters: where the Triton kernel's barrier-timeout counters go, unread (a sample's
+            ``DeviceChecks.error_counters``: the plan reads them with its other checks). Without it they
+            are queued per process and `dpp_triton.check_error_flags` reads them.
 
     Returns:
         One sorted index tensor per batch row, on the kernel's device.
     """
     if dpp_triton.available(kernel):
-        fast = _greedy_map_triton(kernel, keep, valid, fill_score, eps)
+        fast = _greedy_map_triton(kernel, keep, valid, fill_score, eps, error_counters)
         if fast is not None:
             return fast
     return greedy_map_torch(kernel, keep, valid, fill_score, eps)
@@ -84,12 +91,14 @@ def greedy_map_torch(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tens
 
 
 def _greedy_map_triton(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,
-                       fill_score: torch.Tensor | None, eps: float) -> list[torch.Tensor] | None:
+                       fill_score: torch.Tensor | None, eps: float,
+                       error_counters: list[tuple[torch.Tensor, Callable[[int], None]]] | None,
+                       ) -> list[torch.Tensor] | None:
     """The Triton path: one kernel launch and a vectorised fill, all on the device, no host sync.
 
-    The kernel's barrier-timeout flag is queued (`SamplePlan.verify` reads it with the plan's own checks
-    after the forward; `dpp_triton.check_error_flags` reads it alone); the fill still makes every row's
-    count exact. Returns None when the launch failed.
+    The kernel's barrier-timeout counter is queued, unread: on ``error_counters`` (a plan's checks, read by
+    `SamplePlan.verify` after the forward) or, outside a plan, per process (`dpp_triton.check_error_flags`);
+    the fill still makes every row's count exact. Returns None when the launch failed.
     """
     counts = keep.tolist()  # free when the caller passes host counts, as the selectors do
     try:
@@ -98,7 +107,10 @@ def _greedy_map_triton(kernel: torch.Tensor, keep: torch.Tensor, valid: torch.Te
     except Exception as exc:  # noqa: BLE001 - a compiler/driver problem must not break pruning
         dpp_triton.disable(f"{type(exc).__name__}: {exc}")
         return None
-    dpp_triton.note_error_flag(err)
+    if error_counters is None:
+        dpp_triton.note_error_flag(err)
+    else:
+        error_counters.append((err, dpp_triton.report_errors))
     scores = torch.diagonal(kernel, dim1=-2, dim2=-1) if fill_score is None else fill_score
     return fill_on_device(chosen, count, counts, valid.to(kernel.device), scores)
 

@@ -32,3 +32,10 @@ def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of matching rows of ``a`` and ``b``."""
     return (l2_normalize(a) * l2_normalize(b)).sum(-1)
+
+
+def same_position_runs(removed: torch.Tensor) -> torch.Tensor:
+    """``[F, P]`` frame that each token merges into: the last kept frame at or before it, same position."""
+    frames = torch.arange(removed.shape[0], device=removed.device)[:, None].expand_as(removed)
+    kept_frame = torch.where(removed, torch.full_like(frames, -1), frames)
+    return kept_frame.cummax(0).values

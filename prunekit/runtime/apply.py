@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from prunekit.adapter import ModelAdapter, find_adapter
 from prunekit.budget import Budget
 from prunekit.config import PipelineConfig
 from prunekit.errors import PrunekitError, UnsupportedModelError
+from prunekit.model_adapter import ModelAdapter, find_adapter
 from prunekit.pipeline import Pipeline
 from prunekit.runtime.session import PruneSession
 from prunekit.runtime.stats import ForwardStats
+from prunekit.runtime.timing import PartTimer
 
 SUPPORTED_ATTENTION = ("sdpa", "eager")
 _HANDLES: weakref.WeakKeyDictionary[nn.Module, PruneHandle] = weakref.WeakKeyDictionary()
@@ -51,6 +54,38 @@ class PruneHandle:
         """Attribute GPU time to prunekit's parts exactly (CUDA syncs; for benchmarks)."""
         self._session.timer.sync = sync
         return self
+
+    @property
+    def timer(self) -> PartTimer:
+        """The timer the runtime times its parts with now (its own `StageTimer` outside `traced`)."""
+        return self._session.timer
+
+    @contextmanager
+    def traced(self, timer: PartTimer) -> Iterator[PartTimer]:
+        """Time prunekit's parts with ``timer`` while inside (a benchmark's CUDA-event or profiler-range timer).
+
+        Parts: the runtime's ``plan``, ``relevance`` and ``select`` regions, and the totals of its hooks,
+        ``hooks_prefill`` (before the LLM: layouts, planning, the layer-0 stage, gathers) and
+        ``hooks_layers`` (the stages inside the LLM). The pipeline's stages are public
+        (`PruneHandle.pipeline`) for finer parts. The previous timer is back on exit.
+        """
+        session, previous = self._session, self._session.timer
+        prefill, layer_stage = session._prefill, session._layer_stage
+
+        def timed_prefill(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            with timer("hooks_prefill"):
+                return prefill(*args, **kwargs)
+
+        def timed_layer_stage(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            with timer("hooks_layers"):
+                return layer_stage(*args, **kwargs)
+
+        session.timer, session._prefill, session._layer_stage = timer, timed_prefill, timed_layer_stage
+        try:
+            yield timer
+        finally:
+            session.timer = previous
+            del session._prefill, session._layer_stage  # the instance attributes shadowed the methods
 
     def __enter__(self) -> PruneHandle:
         return self
@@ -119,6 +154,11 @@ def _check_attention(model: nn.Module) -> None:
 
 
 def _check_depth(pipe: Pipeline, adapter: ModelAdapter) -> None:
-    """Surface schedule errors (e.g. a stage layer beyond the model's depth) at apply time."""
+    """Surface schedule errors (e.g. a stage layer beyond the model's depth) at apply time.
+
+    The schedule is planned for the longest input the model takes (``max_position_embeddings``): the
+    stage layers do not depend on the token count, and every real input is at most that long.
+    """
     if pipe.budget is None or pipe.budget.retain < 1.0:
-        pipe.scheduler.plan(10_000, adapter.num_layers, pipe.budget, min_keep=1)
+        longest = adapter.text_config.max_position_embeddings
+        pipe.scheduler.plan(longest, adapter.num_layers, pipe.budget, min_keep=1)

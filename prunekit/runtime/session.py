@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit.adapter import ModelAdapter
+from prunekit.model_adapter import ModelAdapter
 from prunekit.ops.nosync import device_to_host, host_to_device, true_indices
 from prunekit.pipeline import Pipeline, SamplePlan
 from prunekit.runtime.relevance import last_query_attention

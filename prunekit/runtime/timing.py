@@ -5,9 +5,23 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 
 import torch
+
+
+class PartTimer(Protocol):
+    """What times the runtime's parts: `StageTimer`, or a benchmark's own (see `PruneHandle.traced`)."""
+
+    def __call__(self, name: str) -> AbstractContextManager[None]:
+        """A context manager timing one occurrence of part ``name``."""
+
+    def reset(self) -> None:
+        """Called at the start of every prefill."""
+
+    def snapshot(self) -> dict[str, float]:
+        """Milliseconds per part since the last reset (the prefill's `ForwardStats` timings)."""
 
 
 class StageTimer:

@@ -8,8 +8,10 @@ import torch
 
 from prunekit.interfaces import BudgetAllocator, StageConfig
 from prunekit.ops.apportion import apportion
+from prunekit.strategies.registration import register_stage
 
 
+@register_stage
 class ProportionalAllocator(BudgetAllocator):
     """Counts proportional to segment sizes (largest remainder), at least one token per segment."""
 

@@ -10,9 +10,11 @@ from pydantic import Field, field_validator
 from prunekit.budget import Budget, check_schedule, fit_stage_counts
 from prunekit.errors import BudgetError
 from prunekit.interfaces import LayerScheduler, StageConfig
+from prunekit.strategies.registration import register_stage
 from prunekit.types import Stage
 
 
+@register_stage
 class FixedScheduler(LayerScheduler):
     """Prunes at given ``layers`` keeping given fractions of the visual tokens (0 = before the LLM).
 
@@ -45,6 +47,7 @@ class FixedScheduler(LayerScheduler):
         return [Stage(layer, c) for layer, c in zip(layers, counts)]
 
 
+@register_stage
 class ProgressiveScheduler(LayerScheduler):
     """HieraVid's schedule: prune ``p0`` before the LLM, then ``p1..pm`` of the survivors at
     ``m`` evenly spaced layers (L/4, L/2, 3L/4 for m = 3).

@@ -8,9 +8,11 @@ import torch
 from pydantic import Field
 
 from prunekit.interfaces import Segmenter, StageConfig
+from prunekit.strategies.registration import register_stage
 from prunekit.types import Segments, VideoLayout
 
 
+@register_stage
 class SingleSegmenter(Segmenter):
     """Treats the whole video as one segment (image-style methods)."""
 
@@ -21,6 +23,7 @@ class SingleSegmenter(Segmenter):
         return Segments.single(layout.num_frames)
 
 
+@register_stage
 class FixedLengthSegmenter(Segmenter):
     """Cuts the video into segments of ``frames_per_segment`` frames (the last may be shorter)."""
 

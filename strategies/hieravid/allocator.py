@@ -10,6 +10,7 @@ from pydantic import Field
 from prunekit.interfaces import BudgetAllocator, StageConfig
 from prunekit.ops.apportion import apportion
 from prunekit.ops.similarity import cosine
+from prunekit.strategies.registration import register_stage
 from prunekit.types import Segments
 
 
@@ -32,6 +33,7 @@ def mv_scores(segment_features: torch.Tensor, k: float) -> torch.Tensor:
     return torch.where(std > 0, (mv - mv.mean()) / std.clamp_min(1e-30), torch.zeros_like(mv))
 
 
+@register_stage
 class MVOffsetAllocator(BudgetAllocator):
     """Each segment keeps ``clamp(q + scale * MV_i, lo, hi)`` of its live tokens (q = the stage's
     overall keep ratio), then counts are rescaled by largest remainder so the total is exact.

@@ -8,17 +8,12 @@ import torch
 
 from prunekit.interfaces import StageConfig, TokenMerger
 from prunekit.ops.nosync import partition_indices, to_device
-from prunekit.ops.similarity import same_position_similarity
+from prunekit.ops.similarity import same_position_runs, same_position_similarity
+from prunekit.strategies.registration import register_stage
 from prunekit.types import MergeMap, Segments, VideoLayout
 
 
-def same_position_runs(removed: torch.Tensor) -> torch.Tensor:
-    """``[F, P]`` frame that each token merges into: the last kept frame at or before it, same position."""
-    frames = torch.arange(removed.shape[0], device=removed.device)[:, None].expand_as(removed)
-    kept_frame = torch.where(removed, torch.full_like(frames, -1), frames)
-    return kept_frame.cummax(0).values
-
-
+@register_stage
 class SamePositionMerger(TokenMerger):
     """Removes the tokens most similar to the same grid position one frame earlier and averages
     each run of consecutive removed tokens into the run's first (kept) token, which keeps its

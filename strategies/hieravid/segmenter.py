@@ -9,6 +9,7 @@ from pydantic import Field
 
 from prunekit.interfaces import Segmenter, StageConfig
 from prunekit.ops.similarity import same_position_similarity
+from prunekit.strategies.registration import register_stage
 from prunekit.types import Segments, VideoLayout
 
 
@@ -18,6 +19,7 @@ def frame_scores(features: torch.Tensor, tau: float) -> torch.Tensor:
     return (sim > tau).float().mean(1)
 
 
+@register_stage
 class SimilaritySegmenter(Segmenter):
     """Frame f > 0 opens a new segment when fewer than ``beta`` of its tokens have same-position
     cosine similarity above ``tau`` with frame f - 1 (HieraVid: tau = 0.6, beta = 0.4)."""

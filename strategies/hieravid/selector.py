@@ -10,6 +10,7 @@ from pydantic import Field
 from prunekit.interfaces import FrameSelector, StageConfig
 from prunekit.ops.dpp import conditional_kernel, greedy_map
 from prunekit.ops.nosync import pad_rows
+from prunekit.strategies.registration import register_stage
 from prunekit.types import SelectionContext
 
 
@@ -26,6 +27,7 @@ def relevance_spread(relevance: torch.Tensor | None, n: int, keep: int) -> torch
     return torch.sort(order[first]).values
 
 
+@register_stage
 class ConditionalDPPSelector(FrameSelector):
     """Greedy MAP of a DPP with kernel ``diag(r) S diag(r)``: ``S`` the cosine similarity of the
     segment's hidden states, ``r`` the min-max normalised last-query attention.
@@ -73,4 +75,6 @@ class ConditionalDPPSelector(FrameSelector):
                      for f, r in zip(features, relevances)]
             rel = pad_rows(parts, fill=1.0)[0].float()
         kernel = conditional_kernel(padded, rel)
-        return greedy_map(kernel, torch.tensor(keeps), valid, fill_score=rel)  # host counts: no sync
+        checks = contexts[0].checks  # the sample's queue: the kernel's error counters are read with its checks
+        return greedy_map(kernel, torch.tensor(keeps), valid, fill_score=rel,  # host counts: no sync
+                          error_counters=None if checks is None else checks.error_counters)

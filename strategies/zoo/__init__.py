@@ -1,1 +1,0 @@
-"""Peer methods from the literature, each composed from prunekit stages."""
