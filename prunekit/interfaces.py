@@ -115,6 +115,8 @@ class FrameSelector(Component):
     kind: ClassVar[str] = "frame_selector"
     needs_relevance: bool = False
     """True if `select` reads ``context.relevance`` (the runtime then computes last-query attention)."""
+    scores_previous_layer: bool = False
+    """True if a stage at layer K > 0 is ranked by layer K-1's attention (FastV) instead of layer K's."""
 
     @abstractmethod
     def select(self, features: torch.Tensor, keep: int, context: SelectionContext) -> torch.Tensor:

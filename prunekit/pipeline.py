@@ -111,6 +111,11 @@ class Pipeline:
         """Whether the selector (or the merger) reads last-query attention."""
         return bool(self.selector.needs_relevance or (self.merger is not None and self.merger.needs_relevance))
 
+    @property
+    def scores_previous_layer(self) -> bool:
+        """Whether an in-LLM stage at layer K is ranked by layer K-1's attention (FastV's convention)."""
+        return bool(self.selector.needs_relevance and self.selector.scores_previous_layer)
+
     def __repr__(self) -> str:
         return f"Pipeline({self.config.name!r}, budget={self.budget})"
 

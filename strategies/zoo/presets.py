@@ -48,17 +48,18 @@ SPECS: dict[str, tuple[str, dict[str, Any]]] = {
         "FastV (ECCV 2024): after layer 2, keep the 50% of visual tokens the last token attends most.",
         dict(description=(
             "FastV, inside the LLM: from layer K=2 on keep the R=50% visual tokens with the highest "
-            "head-averaged last-token attention. R counts visual tokens kept from layer K on; a budget "
+            "head-averaged last-token attention of layer K-1, as FastV's code ranks with the attention "
+            "map the previous layer returned. R counts visual tokens kept from layer K on; a budget "
             "is layer-averaged (mode='input' raises: nothing is pruned before the LLM)."),
-             citation=FASTV_CITATION, selector={"name": "top_relevance"},
+             citation=FASTV_CITATION, selector={"name": "top_relevance", "attention_layer": "previous"},
              scheduler={"name": "fixed", "layers": [2], "keep_fractions": [0.5]})),
     "pdrop": (
         "PyramidDrop (CVPR 2025): halve the visual tokens at L/4, L/2 and 3L/4 by last-token attention.",
         dict(description=(
             "PyramidDrop, inside the LLM: at layers L/4, L/2, 3L/4 (8/16/24 for 32 layers) keep "
             "lambda=0.5 of the surviving visual tokens ranked by the last instruction token's attention "
-            "(50/25/12.5%). A budget is layer-averaged (mode='input' raises: nothing is pruned before "
-            "the LLM)."),
+            "(50/25/12.5%), each stage ranked by its own layer's attention. A budget is layer-averaged "
+            "(mode='input' raises: nothing is pruned before the LLM)."),
              citation=PDROP_CITATION, selector={"name": "top_relevance"},
              scheduler={"name": "progressive", "prune_fractions": [0.5, 0.5, 0.5], "input_stage": False})),
     "framefusion": (

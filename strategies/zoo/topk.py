@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import Field
 
 from prunekit.interfaces import FrameSelector, StageConfig
 from prunekit.ops.ranking import spread_scores, top_indices
@@ -22,13 +23,26 @@ class TopRelevanceSelector(FrameSelector):
     ``keep`` over the segment's frames in proportion to their live tokens first, as PruneVid
     (Huang et al., ACL 2025) keeps a share alpha of every frame. Without relevance (a model-free
     run) it keeps evenly spread tokens. Ties go to the earlier token.
+
+    ``attention_layer`` says whose attention ranks the tokens at a stage at layer K: ``"stage"``,
+    layer K's own (PDrop's recomputed q/k at the rank layer), or ``"previous"``, layer K-1's
+    (FastV's code prunes at layer K with the attention map layer K-1 returned; FrameFusion's
+    prunes after the attention of the layer where merging stops). A stage before the LLM has no
+    previous layer and uses layer 0's.
     """
 
     class Config(StageConfig):
         name: Literal["top_relevance"] = "top_relevance"
         per_frame: bool = False
+        attention_layer: Literal["stage", "previous"] = Field(
+            "stage", description="attention that ranks the tokens at a stage at layer K: layer K's "
+            "('stage', PDrop) or layer K-1's ('previous', FastV)")
 
     needs_relevance = True
+
+    @property
+    def scores_previous_layer(self) -> bool:  # type: ignore[override]
+        return self.config.attention_layer == "previous"
 
     def select(self, features: torch.Tensor, keep: int, context: SelectionContext) -> torch.Tensor:
         n = features.shape[0]
