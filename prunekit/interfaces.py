@@ -71,6 +71,12 @@ class TokenMerger(Component):
     needs_relevance: bool = False
     """True if `merge` reads ``relevance`` (the runtime then computes layer-0 last-query attention)."""
 
+    def plan_stages(self, features: torch.Tensor, segments: Segments, num_layers: int,
+                    budget: Budget | None, min_keep: int = 1) -> list[Stage] | None:
+        """Stages that depend on the data (e.g. FrameFusion prunes where its merging stops), planned
+        from the LLM input ``features [F, P, D]``; None (the default) lets the scheduler plan."""
+        return None
+
     @abstractmethod
     def merge(self, features: torch.Tensor, layout: VideoLayout, segments: Segments,
               keep: int, relevance: torch.Tensor | None = None) -> tuple[torch.Tensor, MergeMap]:

@@ -96,7 +96,7 @@ def test_pre_llm_pruning_equals_model_fed_kept_embeddings(model, inputs, selecto
     assert (logits - ref).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("preset", ["in-llm", "hieravid-30", "fastv"])
+@pytest.mark.parametrize("preset", ["in-llm", "hieravid-30", "fastv", "framefusion"])
 def test_pruned_generate_equals_slow_reference(model, inputs, preset: str) -> None:  # noqa: ANN001
     """(d) pruning through generate with a KV cache equals the layer-by-layer reference for 8 tokens."""
     config = in_llm_pipeline() if preset == "in-llm" else prunekit.presets.get(preset)

@@ -63,15 +63,17 @@ SPECS: dict[str, tuple[str, dict[str, Any]]] = {
              citation=PDROP_CITATION, selector={"name": "top_relevance"},
              scheduler={"name": "progressive", "prune_fractions": [0.5, 0.5, 0.5], "input_stage": False})),
     "framefusion": (
-        "FrameFusion (ICCV 2025): same-position merge before the LLM, last-token top-k after layer 2.",
+        "FrameFusion (ICCV 2025): same-position merge before the LLM, then one last-token top-k prune.",
         dict(description=(
             "FrameFusion: cascaded merge of tokens whose same-position similarity to the previous "
-            "frame is >= 0.6, before the LLM (up to 30% of the tokens, pruned by layer-0 attention if "
-            "fewer qualify), then last-token top-k pruning from layer 2. Ratio: FrameFusion's cost, "
-            "the layer-averaged visual-token budget (default 0.3)."),
+            "token is >= 0.6, before the LLM, in rounds while >= 10% of the tokens qualify, up to "
+            "1 - cost of them; if the merge alone does not reach the cost, one last-token top-k prune "
+            "at the layer where merging stopped (ranked by the previous layer's attention), down to "
+            "the exact budget. Ratio: FrameFusion's cost, the layer-averaged visual-token budget "
+            "(default 0.3). With mode='input' the merge is topped up by layer-0 attention."),
              citation=FRAMEFUSION_CITATION, merger={"name": "cascaded_similarity"},
-             selector={"name": "top_relevance"},
-             scheduler={"name": "fixed", "layers": [0, 2], "keep_fractions": [0.7, 0.27]},
+             selector={"name": "top_relevance", "attention_layer": "previous"},
+             scheduler={"name": "fixed", "layers": [0], "keep_fractions": [0.3]},
              budget={"retain": 0.3, "mode": "layer_average"})),
     "visionzip": (
         "VisionZip (CVPR 2025), per frame: 54/64 dominant tokens by attention, the rest merged into context.",
