@@ -75,11 +75,23 @@ def preset_input(name: str) -> Callable[[dict], list[int]]:
     return run
 
 
+def dycoke(case: dict) -> list[int]:
+    """DyCoke at the reference's per-frame count k = int((1 - K) * P): each 4-frame window keeps its
+    first frame and k tokens of the three others."""
+    per_frame = int((1 - case["merging_ratio"]) * V.PER_FRAME)
+    windows = V.FRAMES // 4
+    retain = windows * (V.PER_FRAME + 3 * per_frame) / N
+    pipeline = Pipeline.from_preset("dycoke", Budget(retain, "input"))
+    return pipeline.simulate(V.video(case["video"]), layout(), 28).kept[-1].tolist()
+
+
 PRUNEKIT: dict[str, Callable[[dict], list[int]]] = {
     "fastv": top_relevance,
     "pdrop": top_relevance,
     "divprune": divprune,
     "cdpruner": preset_input("cdpruner"),
+    "visionzip": preset_input("visionzip"),
+    "dycoke": dycoke,
 }
 
 TOLERANCE: dict[str, Tolerance] = {
@@ -89,6 +101,10 @@ TOLERANCE: dict[str, Tolerance] = {
                           "the reference re-picks chosen tokens (duplicates, fewer tokens than asked); prunekit never "
                           "repeats one, so its count is exact and the reference's set is a subset of it"),
     "cdpruner": Tolerance(1.0, 1.0),
+    "visionzip": Tolerance(1.0, 1.0),
+    "dycoke": Tolerance(0.0, 0.73, "the reference's loop range(0, F - 4, 4) skips the 2 -> 0 comparison in the "
+                        "last window, so it keeps frame 6 of 8 whole; prunekit treats every window alike; on the "
+                        "exact-copy video all similarities tie (tested below: identical on every other frame)"),
 }
 
 
@@ -126,6 +142,27 @@ def test_divprune_differs_only_where_the_reference_repeats_tokens() -> None:
         mine = divprune(case)
         if set(mine) != set(case["keep"]):
             assert case["picks"] > len(case["keep"]) and set(case["keep"]) < set(mine), case["video"]
+
+
+def test_dycoke_differs_only_in_the_frame_the_reference_loop_skips() -> None:
+    """Identical kept tokens in every frame but frame 6, which the reference keeps whole, and frames
+    that equal their reference frame: all their similarities are 1, a tie broken by rounding noise,
+    so there only the counts must agree."""
+    skipped = 6  # offset 2 of the last window
+    for case in load("dycoke")["cases"]:
+        feats = V.video(case["video"])
+        mine, ref = dycoke(case), case["keep"]
+        for f in range(V.FRAMES):
+            ours = [i for i in mine if i // V.PER_FRAME == f]
+            theirs = [i for i in ref if i // V.PER_FRAME == f]
+            offset = f % 4
+            partner = f - 1 if offset % 2 else f - 2
+            if f == skipped:
+                assert len(theirs) == V.PER_FRAME and set(ours) < set(theirs)
+            elif offset and torch.equal(feats[f], feats[partner]):
+                assert len(ours) == len(theirs)
+            else:
+                assert ours == theirs, (case["video"], case["merging_ratio"], f)
 
 
 def test_every_fixture_has_a_test_and_a_recorded_source() -> None:
