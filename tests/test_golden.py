@@ -85,6 +85,13 @@ def dycoke(case: dict) -> list[int]:
     return pipeline.simulate(V.video(case["video"]), layout(), 28).kept[-1].tolist()
 
 
+def framefusion(case: dict) -> list[int]:
+    """The FrameFusion preset at cost = ratio (layer-averaged) over 28 layers, one fixed attention row."""
+    pipeline = Pipeline.from_preset("framefusion", Budget(case["ratio"]))
+    sim = pipeline.simulate(V.video(case["video"]), layout(), 28, attention=V.attention(case["video"]))
+    return sim.kept[-1].tolist()
+
+
 PRUNEKIT: dict[str, Callable[[dict], list[int]]] = {
     "fastv": top_relevance,
     "pdrop": top_relevance,
@@ -92,6 +99,7 @@ PRUNEKIT: dict[str, Callable[[dict], list[int]]] = {
     "cdpruner": preset_input("cdpruner"),
     "visionzip": preset_input("visionzip"),
     "dycoke": dycoke,
+    "framefusion": framefusion,
 }
 
 TOLERANCE: dict[str, Tolerance] = {
@@ -102,6 +110,9 @@ TOLERANCE: dict[str, Tolerance] = {
                           "repeats one, so its count is exact and the reference's set is a subset of it"),
     "cdpruner": Tolerance(1.0, 1.0),
     "visionzip": Tolerance(1.0, 1.0),
+    "framefusion": Tolerance(22 / 24, 0.96, "tie order: on the exact-copy video every similarity is exactly 1 and "
+                             "the reference's top-k runs in grid-position-major order, prunekit's in sequence order "
+                             "(same counts; tested below)"),
     "dycoke": Tolerance(0.0, 0.73, "the reference's loop range(0, F - 4, 4) skips the 2 -> 0 comparison in the "
                         "last window, so it keeps frame 6 of 8 whole; prunekit treats every window alike; on the "
                         "exact-copy video all similarities tie (tested below: identical on every other frame)"),
@@ -163,6 +174,14 @@ def test_dycoke_differs_only_in_the_frame_the_reference_loop_skips() -> None:
                 assert len(ours) == len(theirs)
             else:
                 assert ours == theirs, (case["video"], case["merging_ratio"], f)
+
+
+def test_framefusion_differs_only_in_tie_order_on_the_exact_copy_video() -> None:
+    for case in load("framefusion")["cases"]:
+        mine = framefusion(case)
+        assert len(mine) == len(case["keep"]), case["video"]
+        if case["video"] != "exact_copy":
+            assert mine == case["keep"], (case["video"], case["ratio"])
 
 
 def test_every_fixture_has_a_test_and_a_recorded_source() -> None:
