@@ -17,7 +17,8 @@ from typing import NamedTuple
 import pytest
 import torch
 
-from prunekit import Budget, Pipeline, VideoLayout
+from prunekit import Budget, Pipeline, PipelineConfig, VideoLayout, presets
+from prunekit.strategies.hieravid.selector import ConditionalDPPSelector
 from prunekit.strategies.zoo.divprune import MaxMinDiversitySelector
 from prunekit.strategies.zoo.topk import TopRelevanceSelector
 from prunekit.types import SelectionContext
@@ -92,6 +93,35 @@ def framefusion(case: dict) -> list[int]:
     return sim.kept[-1].tolist()
 
 
+def hieravid_variant(ratio: float) -> Pipeline:
+    """``hieravid-<nominal>`` with the authors' latest selector: negated attention, relevance spread
+    at the first in-LLM stage."""
+    data = presets.get(f"hieravid-{round(ratio * 100)}").to_dict()
+    data["selector"] = {"name": "dpp", "relevance": "negated_attention", "first_stage": "relevance_spread"}
+    return Pipeline(PipelineConfig.parse(data))
+
+
+def hieravid(case: dict) -> list[int]:
+    """The whole authors' variant (published fractions, no budget) over 28 layers: the tokens after layer 21."""
+    sim = hieravid_variant(case["ratio"]).simulate(V.video(case["video"]), layout(), 28,
+                                                   attention=V.attention(case["video"]))
+    return sim.kept[-1].tolist()
+
+
+def hieravid_selection(case: dict, step: str = "dpp") -> list[int]:
+    """The level-2 selector alone on the raw video, with the reference's segments and counts."""
+    feats, lay = V.video(case["video"]).reshape(N, V.DIM), layout()
+    relevance = minmax(V.attention(case["video"]))
+    mask = torch.tensor(case["frame_segment"]).repeat_interleave(V.PER_FRAME)
+    selector = ConditionalDPPSelector(relevance="negated_attention", first_stage="relevance_spread")
+    members = [torch.nonzero(mask == g).flatten() for g in range(len(case["counts"]))]
+    contexts = [SelectionContext(frame=lay.frame_of(m), position=lay.position_of(m), grid=lay.grid,
+                                 relevance=relevance[m], layer=7, llm_stage=0 if step == "spread" else 1)
+                for m in members]
+    picks = selector.select_segments([feats[m] for m in members], case["counts"], contexts)
+    return sorted(torch.cat([m[p] for m, p in zip(members, picks)]).tolist())
+
+
 PRUNEKIT: dict[str, Callable[[dict], list[int]]] = {
     "fastv": top_relevance,
     "pdrop": top_relevance,
@@ -100,6 +130,8 @@ PRUNEKIT: dict[str, Callable[[dict], list[int]]] = {
     "visionzip": preset_input("visionzip"),
     "dycoke": dycoke,
     "framefusion": framefusion,
+    "hieravid": hieravid,
+    "hieravid_selection": hieravid_selection,
 }
 
 TOLERANCE: dict[str, Tolerance] = {
@@ -110,6 +142,13 @@ TOLERANCE: dict[str, Tolerance] = {
                           "repeats one, so its count is exact and the reference's set is a subset of it"),
     "cdpruner": Tolerance(1.0, 1.0),
     "visionzip": Tolerance(1.0, 1.0),
+    "hieravid": Tolerance(4 / 24, 0.36, "whole pipeline, with per-stage counts from each side's own rules: the "
+                          "authors floor every segment's count without renormalising the MV offsets (stage totals "
+                          "drift; at 10% later stages keep 0 tokens), floor the merged count (39 kept of 128 at "
+                          "p0 = 0.7, prunekit 38), merge across segment boundaries, and break exact-copy ties in "
+                          "another order; the steps alone are pinned by the tests below and hieravid_selection"),
+    "hieravid_selection": Tolerance(20 / 24, 0.93, "relevance spread identical everywhere; DPP identical except "
+                                    "where more tokens are asked than the kernel's rank (tested below)"),
     "framefusion": Tolerance(22 / 24, 0.96, "tie order: on the exact-copy video every similarity is exactly 1 and "
                              "the reference's top-k runs in grid-position-major order, prunekit's in sequence order "
                              "(same counts; tested below)"),
@@ -182,6 +221,41 @@ def test_framefusion_differs_only_in_tie_order_on_the_exact_copy_video() -> None
         assert len(mine) == len(case["keep"]), case["video"]
         if case["video"] != "exact_copy":
             assert mine == case["keep"], (case["video"], case["ratio"])
+
+
+def test_hieravid_segmentation_is_identical_to_the_authors() -> None:
+    for case in load("hieravid")["cases"]:
+        plan = hieravid_variant(case["ratio"]).start(V.video(case["video"]), layout(), 28)
+        assert plan.segments.segment_of_frame().tolist() == case["frame_segment"], case["video"]
+
+
+def test_hieravid_merge_differs_only_by_count_ties_or_cross_segment_merges() -> None:
+    """Before the LLM: identical kept sets when both sides keep as many tokens and no tie or
+    segment boundary is involved (the exact-copy video ties; the authors also merge tokens of a
+    segment's first frame into the previous segment, prunekit never does)."""
+    for case in load("hieravid")["cases"]:
+        sim = hieravid_variant(case["ratio"]).simulate(V.video(case["video"]), layout(), 28,
+                                                       attention=V.attention(case["video"]))
+        mine, ref = sim.kept[0].tolist(), case["stage_keep"]["0"]
+        seg = case["frame_segment"]
+        opening = [f for f in range(1, V.FRAMES) if seg[f] != seg[f - 1]]
+        crossed = any(i not in ref for f in opening for i in range(f * V.PER_FRAME, (f + 1) * V.PER_FRAME))
+        if case["video"] == "exact_copy" or crossed:
+            continue
+        if len(mine) == len(ref):
+            assert mine == ref, (case["video"], case["ratio"])
+        else:  # p0 = 0.7: the authors merge int(0.7 * 128) = 89 tokens, prunekit keeps floor(0.3 * 128) = 38
+            assert (len(ref), len(mine)) == (39, 38) and set(mine) < set(ref)
+
+
+def test_hieravid_relevance_spread_is_identical_and_dpp_differs_only_out_of_rank() -> None:
+    for case in load("hieravid_selection")["cases"]:
+        assert hieravid_selection(case, "spread") == case["spread"], case["video"]
+        if hieravid_selection(case) != case["dpp"]:
+            feats = V.video(case["video"]).reshape(N, V.DIM)
+            mask = torch.tensor(case["frame_segment"]).repeat_interleave(V.PER_FRAME)
+            ranks = [int(torch.linalg.matrix_rank(feats[mask == g].double())) for g in range(len(case["counts"]))]
+            assert any(k > r for k, r in zip(case["counts"], ranks)), (case["video"], case["counts"], ranks)
 
 
 def test_every_fixture_has_a_test_and_a_recorded_source() -> None:
