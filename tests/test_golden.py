@@ -122,6 +122,12 @@ def hieravid_selection(case: dict, step: str = "dpp") -> list[int]:
     return sorted(torch.cat([m[p] for m, p in zip(members, picks)]).tolist())
 
 
+def vidcom2(case: dict) -> list[int]:
+    """The VidCom2 preset at the reference's total count (VidCom2 rounds per frame, so its total drifts)."""
+    pipeline = Pipeline.from_preset("vidcom2", Budget(len(case["keep"]) / N, "input"))
+    return pipeline.simulate(V.video(case["video"]), layout(), 28).kept[-1].tolist()
+
+
 PRUNEKIT: dict[str, Callable[[dict], list[int]]] = {
     "fastv": top_relevance,
     "pdrop": top_relevance,
@@ -131,6 +137,7 @@ PRUNEKIT: dict[str, Callable[[dict], list[int]]] = {
     "dycoke": dycoke,
     "framefusion": framefusion,
     "hieravid": hieravid,
+    "vidcom2": vidcom2,
     "hieravid_selection": hieravid_selection,
 }
 
@@ -142,6 +149,7 @@ TOLERANCE: dict[str, Tolerance] = {
                           "repeats one, so its count is exact and the reference's set is a subset of it"),
     "cdpruner": Tolerance(1.0, 1.0),
     "visionzip": Tolerance(1.0, 1.0),
+    "vidcom2": Tolerance(1.0, 1.0),
     "hieravid": Tolerance(4 / 24, 0.36, "whole pipeline, with per-stage counts from each side's own rules: the "
                           "authors floor every segment's count without renormalising the MV offsets (stage totals "
                           "drift; at 10% later stages keep 0 tokens), floor the merged count (39 kept of 128 at "
