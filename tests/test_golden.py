@@ -128,6 +128,15 @@ def vidcom2(case: dict) -> list[int]:
     return pipeline.simulate(V.video(case["video"]), layout(), 28).kept[-1].tolist()
 
 
+def fastvid(case: dict) -> list[int]:
+    """The FastVID preset (DySeg c as in the case) at the reference's total count."""
+    data = presets.get("fastvid").to_dict()
+    data["segmenter"] = {"name": "dyseg", "c": case["DySeg_c"], "tau": 0.9}
+    pipeline = Pipeline(PipelineConfig.parse(data).with_budget(Budget(len(case["keep"]) / N, "input")))
+    sim = pipeline.simulate(V.video(case["video"]), layout(), 28, attention=V.attention(case["video"]))
+    return sim.kept[-1].tolist()
+
+
 PRUNEKIT: dict[str, Callable[[dict], list[int]]] = {
     "fastv": top_relevance,
     "pdrop": top_relevance,
@@ -138,6 +147,7 @@ PRUNEKIT: dict[str, Callable[[dict], list[int]]] = {
     "framefusion": framefusion,
     "hieravid": hieravid,
     "vidcom2": vidcom2,
+    "fastvid": fastvid,
     "hieravid_selection": hieravid_selection,
 }
 
@@ -150,6 +160,9 @@ TOLERANCE: dict[str, Tolerance] = {
     "cdpruner": Tolerance(1.0, 1.0),
     "visionzip": Tolerance(1.0, 1.0),
     "vidcom2": Tolerance(1.0, 1.0),
+    "fastvid": Tolerance(30 / 32, 0.97, "tie order: on the exact-copy video every adjacent-frame similarity is 1, "
+                         "and DySeg's c - 1 lowest pick different cut frames; at 10% the reference crashes (a "
+                         "16-token frame keeps one salient token and no context target), so those cases are skipped"),
     "hieravid": Tolerance(4 / 24, 0.36, "whole pipeline, with per-stage counts from each side's own rules: the "
                           "authors floor every segment's count without renormalising the MV offsets (stage totals "
                           "drift; at 10% later stages keep 0 tokens), floor the merged count (39 kept of 128 at "
@@ -173,7 +186,7 @@ def jaccard(a: list[int], b: list[int]) -> float:
 
 def agreement(method: str) -> tuple[float, float, list[str]]:
     """Share of identical sets, mean Jaccard index and the differing cases of ``method``'s fixture."""
-    cases = load(method)["cases"]
+    cases = [case for case in load(method)["cases"] if not case.get("error")]  # the reference failed on those
     scores, misses = [], []
     for case in cases:
         mine = PRUNEKIT[method](case)
@@ -264,6 +277,14 @@ def test_hieravid_relevance_spread_is_identical_and_dpp_differs_only_out_of_rank
             mask = torch.tensor(case["frame_segment"]).repeat_interleave(V.PER_FRAME)
             ranks = [int(torch.linalg.matrix_rank(feats[mask == g].double())) for g in range(len(case["counts"]))]
             assert any(k > r for k, r in zip(case["counts"], ranks)), (case["video"], case["counts"], ranks)
+
+
+def test_fastvid_differs_only_on_the_exact_copy_tie() -> None:
+    for case in load("fastvid")["cases"]:
+        if case.get("error"):
+            assert case["ratio"] == 0.1 and "argmax" in case["error"]
+        elif case["video"] != "exact_copy":
+            assert fastvid(case) == case["keep"], (case["video"], case["ratio"], case["DySeg_c"])
 
 
 def test_every_fixture_has_a_test_and_a_recorded_source() -> None:
