@@ -19,7 +19,8 @@ from typing import Any, Literal
 from prunekit.errors import BudgetError
 from prunekit.types import Stage
 
-__all__ = ["Budget", "BudgetMode", "check_schedule", "fit_stage_counts", "realized_retention"]
+__all__ = ["Budget", "BudgetMode", "check_schedule", "fit_stage_counts", "input_keep_count",
+           "realized_retention"]
 
 BudgetMode = Literal["input", "layer_average"]
 
@@ -54,6 +55,16 @@ class Budget:
             return cls(float(value))
         raise BudgetError(f"a budget is a Budget, a retention in (0, 1] or a mapping of its fields, "
                           f"got {type(value).__name__} {value!r}; e.g. Budget(0.3).")
+
+
+def input_keep_count(retain: float, n_visual: int) -> int:
+    """Visual tokens that enter the LLM when ``retain`` of ``n_visual`` are kept: ``round(retain * n)``
+    with Python's rounding (half to even), as DivPrune's reference ``int(round(r * N))``.
+
+    The one rounding rule at the input, shared by `fit_stage_counts` (``mode="input"``) and the
+    schedulers' budget-free layer-0 stage (e.g. 615 tokens for r = 0.098, N = 6272).
+    """
+    return int(round(retain * n_visual))
 
 
 def realized_retention(stages: Sequence[Stage], n_visual: int, num_layers: int) -> dict[str, float]:
@@ -120,7 +131,7 @@ def _fit_input(layers: Sequence[int], fractions: Sequence[float], n: int, retain
             f"first prunes at layer {layers[0]}; use Budget(..., mode='layer_average') or a schedule "
             "with a stage before the LLM."
         )
-    first = round(retain * n)
+    first = input_keep_count(retain, n)
     if first < min_keep:
         raise BudgetError(
             f"retain={retain} keeps {first} of {n} tokens but at least {min_keep} (one per segment) "

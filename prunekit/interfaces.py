@@ -71,6 +71,12 @@ class TokenMerger(Component):
     needs_relevance: bool = False
     """True if `merge` reads ``relevance`` (the runtime then computes layer-0 last-query attention)."""
 
+    def plan_stages(self, features: torch.Tensor, segments: Segments, num_layers: int,
+                    budget: Budget | None, min_keep: int = 1) -> list[Stage] | None:
+        """Stages that depend on the data (e.g. FrameFusion prunes where its merging stops), planned
+        from the LLM input ``features [F, P, D]``; None (the default) lets the scheduler plan."""
+        return None
+
     @abstractmethod
     def merge(self, features: torch.Tensor, layout: VideoLayout, segments: Segments,
               keep: int, relevance: torch.Tensor | None = None) -> tuple[torch.Tensor, MergeMap]:
@@ -115,6 +121,8 @@ class FrameSelector(Component):
     kind: ClassVar[str] = "frame_selector"
     needs_relevance: bool = False
     """True if `select` reads ``context.relevance`` (the runtime then computes last-query attention)."""
+    scores_previous_layer: bool = False
+    """True if a stage at layer K > 0 is ranked by layer K-1's attention (FastV) instead of layer K's."""
 
     @abstractmethod
     def select(self, features: torch.Tensor, keep: int, context: SelectionContext) -> torch.Tensor:

@@ -110,6 +110,11 @@ class Pipeline:
         """Whether the selector (or the merger) reads last-query attention."""
         return bool(self.selector.needs_relevance or (self.merger is not None and self.merger.needs_relevance))
 
+    @property
+    def scores_previous_layer(self) -> bool:
+        """Whether an in-LLM stage at layer K is ranked by layer K-1's attention (FastV's convention)."""
+        return bool(self.selector.needs_relevance and self.selector.scores_previous_layer)
+
     def __repr__(self) -> str:
         return f"Pipeline({self.config.name!r}, budget={self.budget})"
 
@@ -123,7 +128,10 @@ class Pipeline:
         if self.budget is not None and self.budget.retain >= 1.0:
             stages = []  # guarantee 5: keeping everything is a no-op at any depth, never a BudgetError
         else:
-            stages = self.scheduler.plan(n, num_layers, self.budget, min_keep=len(segments))
+            planned = None if self.merger is None else self.merger.plan_stages(
+                features, segments, num_layers, self.budget, min_keep=len(segments))
+            stages = self.scheduler.plan(n, num_layers, self.budget, min_keep=len(segments)) \
+                if planned is None else planned
         stages = [s for s in stages if s.keep < n]
         per_segment = [(end - start) * layout.tokens_per_frame for start, end in segments.bounds]
         return SamplePlan(layout, segments, seg_feats, stages, torch.arange(n, device=features.device),

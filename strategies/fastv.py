@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import Field
 
 from prunekit.interfaces import FrameSelector, StageConfig
 from prunekit.merging.plan import quotas
@@ -22,9 +23,10 @@ declare_preset(
     "FastV (ECCV 2024): after layer 2, keep the 50% of visual tokens the last token attends most.",
     description=(
         "FastV, inside the LLM: from layer K=2 on keep the R=50% visual tokens with the highest "
-        "head-averaged last-token attention. R counts visual tokens kept from layer K on; a budget "
+        "head-averaged last-token attention of layer K-1, as FastV's code ranks with the attention "
+        "map the previous layer returned. R counts visual tokens kept from layer K on; a budget "
         "is layer-averaged (mode='input' raises: nothing is pruned before the LLM)."),
-    citation=FASTV_CITATION, selector={"name": "top_relevance"},
+    citation=FASTV_CITATION, selector={"name": "top_relevance", "attention_layer": "previous"},
     scheduler={"name": "fixed", "layers": [2], "keep_fractions": [0.5]})
 
 
@@ -38,13 +40,26 @@ class TopRelevanceSelector(FrameSelector):
     ``keep`` over the segment's frames in proportion to their live tokens first, as PruneVid
     (Huang et al., ACL 2025) keeps a share alpha of every frame. Without relevance (a model-free
     run) it keeps evenly spread tokens. Ties go to the earlier token.
+
+    ``attention_layer`` says whose attention ranks the tokens at a stage at layer K: ``"stage"``,
+    layer K's own (PDrop's recomputed q/k at the rank layer), or ``"previous"``, layer K-1's
+    (FastV's code prunes at layer K with the attention map layer K-1 returned; FrameFusion's
+    prunes after the attention of the layer where merging stops). A stage before the LLM has no
+    previous layer and uses layer 0's.
     """
 
     class Config(StageConfig):
         name: Literal["top_relevance"] = "top_relevance"
         per_frame: bool = False
+        attention_layer: Literal["stage", "previous"] = Field(
+            "stage", description="attention that ranks the tokens at a stage at layer K: layer K's "
+            "('stage', PDrop) or layer K-1's ('previous', FastV)")
 
     needs_relevance = True
+
+    @property
+    def scores_previous_layer(self) -> bool:  # type: ignore[override]
+        return self.config.attention_layer == "previous"
 
     def select(self, features: torch.Tensor, keep: int, context: SelectionContext) -> torch.Tensor:
         n = features.shape[0]

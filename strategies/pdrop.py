@@ -15,7 +15,7 @@ declare_preset(
     description=(
         "PyramidDrop, inside the LLM: at layers L/4, L/2, 3L/4 (8/16/24 for 32 layers) keep "
         "lambda=0.5 of the surviving visual tokens ranked by the last instruction token's attention "
-        "(50/25/12.5%). A budget is layer-averaged (mode='input' raises: nothing is pruned before "
-        "the LLM)."),
+        "(50/25/12.5%), each stage ranked by its own layer's attention. A budget is layer-averaged "
+        "(mode='input' raises: nothing is pruned before the LLM)."),
     citation=PDROP_CITATION, selector={"name": "top_relevance"},
     scheduler={"name": "progressive", "prune_fractions": [0.5, 0.5, 0.5], "input_stage": False})

@@ -22,7 +22,7 @@ declare_preset(
     "visionzip",
     "VisionZip (CVPR 2025), per frame: 54/64 dominant tokens by attention, the rest merged into context.",
     description=(
-        f"VisionZip, {PRE_LLM} (default 25%, 50 of 196 tokens per frame). Per frame: 54/64 of the "
+        f"VisionZip, {PRE_LLM} (default 25%, 49 of 196 tokens per frame). Per frame: 54/64 of the "
         "quota are dominant tokens (layer-0 last-query attention replaces SigLIP attention), the "
         "rest are contextual tokens into which the other tokens are merged by similarity."),
     citation=VISIONZIP_CITATION, segmenter=PER_FRAME, merger={"name": "visionzip"},

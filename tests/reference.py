@@ -96,13 +96,17 @@ def reference_generate(model: nn.Module, inputs: dict, pipeline: Pipeline, new_t
         # prefill: decide what survives where
         hidden = hidden0.clone()
         cos_full, sin_full = lm.rotary_emb(hidden, rope_ids)
+        previous_input = hidden  # the input of the layer before, for stages ranked by its attention (FastV)
         for index, layer in enumerate(layers):
             if index in stage_at:
-                present, hidden = _reference_stage(pipeline, plan, stage_at[index], layer, layout, hidden,
+                by_previous = pipeline.scores_previous_layer and index > 0
+                scorer, scored = (layers[index - 1], previous_input) if by_previous else (layer, hidden)
+                present, hidden = _reference_stage(pipeline, plan, stage_at[index], scorer, scored, layout, hidden,
                                                    present, cos_full, sin_full)
                 if index == 0:
                     hidden0 = hidden.clone()
             present_at[index] = present
+            previous_input = hidden
             hidden = _run_layer(layer, hidden, present, cos_full, sin_full)
         # decode by full recomputation with the prefill's token sets
         tokens: list[int] = []
@@ -114,13 +118,15 @@ def reference_generate(model: nn.Module, inputs: dict, pipeline: Pipeline, new_t
     return ReferenceRun(logits_steps, tokens, {k: present_at[k] for k in stage_at})
 
 
-def _reference_stage(pipeline, plan, stage_index, layer, layout, hidden, present, cos, sin):  # noqa: ANN001, ANN202
+def _reference_stage(pipeline, plan, stage_index, scorer, scored, layout, hidden, present, cos, sin):  # noqa: ANN001, ANN202
+    """Run one stage on ``hidden``; relevance is ``scorer``'s eager last row over ``scored`` (the input of
+    the stage's layer, or of the layer before for FastV's convention)."""
     vis = layout.sequence_index(plan.live)
     rows = torch.searchsorted(present, vis)
     feats = hidden[0, present[rows]]
     attention = None
     if pipeline.needs_relevance:
-        row = eager_last_row(layer, hidden[:, present], cos[..., present, :], sin[..., present, :])
+        row = eager_last_row(scorer, scored[:, present], cos[..., present, :], sin[..., present, :])
         attention = row[rows]
     result = pipeline.step(plan, stage_index, feats, attention)
     hidden = hidden.clone()

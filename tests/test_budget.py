@@ -15,7 +15,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from prunekit import Budget, BudgetError, Pipeline, Stage, VideoLayout, flops, flops_ratio, presets
-from prunekit.budget import fit_stage_counts, realized_retention, visual_tokens_per_layer
+from prunekit.budget import fit_stage_counts, input_keep_count, realized_retention, visual_tokens_per_layer
 from prunekit.ops.apportion import apportion
 from prunekit.strategies.generic.schedulers import FixedScheduler, ProgressiveScheduler
 from prunekit.testing import assert_schedule, budgets
@@ -322,3 +322,20 @@ def test_budget_of_is_the_one_conversion_used_by_configs() -> None:
     assert presets.get("hieravid-30").with_budget(0.2).budget == Budget(0.2)
     with pytest.raises(BudgetError, match="e.g. Budget"):
         Budget.of("0.3")
+
+
+def test_input_rounding_is_one_rule_in_both_paths() -> None:
+    """DivPrune's default (r = 0.098, N = 6272) keeps int(round(r * N)) = 615 tokens, whether the
+    preset's budget-free schedule or an explicit ``Budget(mode="input")`` sets the count."""
+    n, r = 6272, 0.098
+    assert input_keep_count(r, n) == int(round(r * n)) == 615
+    free = FixedScheduler(layers=(0,), keep_fractions=(r,)).plan(n, 28, None)
+    with_budget = FixedScheduler(layers=(0,), keep_fractions=(0.5,)).plan(n, 28, Budget(r, mode="input"))
+    assert free == with_budget == [Stage(0, 615)]
+
+
+@pytest.mark.parametrize("n", [7, 10, 196, 6272])
+def test_budget_free_input_stage_rounds_like_the_input_budget(n: int) -> None:
+    for r in (0.05, 0.098, 0.25, 0.3, 0.5, 0.75):
+        free = FixedScheduler(layers=(0, 2), keep_fractions=(r, r / 2)).plan(n, 4, None)
+        assert free[0].keep == max(1, input_keep_count(r, n)) == max(1, round(r * n))

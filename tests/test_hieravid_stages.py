@@ -278,13 +278,28 @@ def test_conditional_kernel_is_diag_r_s_diag_r() -> None:
 
 @pytest.mark.parametrize(("relevance", "keep", "expected"), [
     ([0.1, 0.9, 0.5, 0.2, 0.3, 0.8], 3, [1, 2, 5]),           # buckets {0,1} {2,3} {4,5}
-    ([0.0, 0.0, 1.0, 0.5, 0.2, 0.1, 0.3], 3, [2, 3, 6]),      # 7 tokens: buckets of 3, 2, 2
+    ([0.0, 0.0, 1.0, 0.5, 0.2, 0.1, 0.3], 3, [0, 2, 6]),      # 7 tokens: [0, 2) [2, 4) [4, 7)
+    ([0.0, 0.0, 0.0, 1.0] + [0.0] * 6, 3, [0, 3, 6]),          # 10 tokens: [0, 3) [3, 6) [6, 10)
     ([0.3, 0.3, 0.3, 0.3], 2, [0, 2]),                         # ties: the bucket's first token
     ([0.5, 0.1, 0.2], 3, [0, 1, 2]),                           # keep = n keeps everything
 ])
 def test_relevance_spread_keeps_the_most_relevant_token_per_bucket(
         relevance: list[float], keep: int, expected: list[int]) -> None:
     assert relevance_spread(torch.tensor(relevance), len(relevance), keep).tolist() == expected
+
+
+def test_relevance_spread_buckets_are_the_authors_floor_boundaries() -> None:
+    """Bucket b is [floor(b*n/k), floor((b+1)*n/k)) as in the authors' ``main.py``, also when k
+    does not divide n: a one-hot relevance at a bucket's start is kept, and so are the other
+    buckets' first tokens."""
+    for n in range(1, 40):
+        for k in range(1, n + 1):
+            for b in range(k):
+                start = b * n // k
+                relevance = torch.zeros(n)
+                relevance[start] = 1.0
+                expected = [c * n // k for c in range(k)]
+                assert relevance_spread(relevance, n, k).tolist() == expected, (n, k, b)
 
 
 def test_relevance_spread_is_used_only_at_the_first_llm_stage() -> None:

@@ -96,7 +96,7 @@ def test_pre_llm_pruning_equals_model_fed_kept_embeddings(model, inputs, selecto
     assert (logits - ref).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("preset", ["in-llm", "hieravid-30"])
+@pytest.mark.parametrize("preset", ["in-llm", "hieravid-30", "fastv", "framefusion"])
 def test_pruned_generate_equals_slow_reference(model, inputs, preset: str) -> None:  # noqa: ANN001
     """(d) pruning through generate with a KV cache equals the layer-by-layer reference for 8 tokens."""
     config = in_llm_pipeline() if preset == "in-llm" else prunekit.presets.get(preset)
@@ -255,3 +255,36 @@ def test_a_selector_breaking_its_contract_inside_the_llm_is_reported_by_generate
             model.generate(**inputs, max_new_tokens=2, do_sample=False)
     finally:
         reload_plugins()
+
+
+@pytest.mark.parametrize("attention_layer", ["stage", "previous"])
+def test_stage_ranks_by_the_configured_layers_attention(attention_layer: str) -> None:
+    """A top-relevance stage at layer K keeps the top-k of layer K's eager last-query attention
+    ('stage', PDrop) or of layer K-1's ('previous', FastV's code), read from the unpatched model."""
+    model = build_model("llava_onevision", attn="eager")
+    inputs = video_inputs(model, num_frames=8, seed=1).kwargs
+    config = PipelineConfig.parse({
+        "name": "t", "selector": {"name": "top_relevance", "attention_layer": attention_layer},
+        "scheduler": {"name": "fixed", "layers": [2], "keep_fractions": [0.25]}})
+    embeds, positions = capture_llm_inputs(model, inputs)
+    adapter = prunekit.adapter.find_adapter(model)
+    layout = adapter.layouts(inputs["input_ids"], positions)[0]
+    with torch.no_grad():
+        out = adapter.language_model(inputs_embeds=embeds, position_ids=positions, output_attentions=True)
+    scoring_layer = 2 if attention_layer == "stage" else 1
+    row = out.attentions[scoring_layer][0, :, -1].mean(0)[layout.sequence_index(torch.arange(layout.num_visual))]
+    keep = round(0.25 * layout.num_visual)
+    expected = torch.sort(layout.sequence_index(torch.topk(row, keep).indices)).values
+    with prunekit.apply(model, config) as handle:
+        with torch.no_grad():
+            model(**inputs)
+        kept = handle.kept_indices()[0][2]
+    visual_kept = kept[torch.isin(kept, layout.sequence_index(torch.arange(layout.num_visual)))]
+    assert torch.equal(visual_kept, expected)
+    other = out.attentions[3 - scoring_layer][0, :, -1].mean(0)[layout.sequence_index(torch.arange(layout.num_visual))]
+    assert not torch.equal(torch.topk(other, keep).indices.sort().values, torch.topk(row, keep).indices.sort().values)
+
+
+def test_fastv_preset_ranks_by_the_previous_layer_and_pdrop_by_its_own() -> None:
+    fastv, pdrop = Pipeline(prunekit.presets.get("fastv")), Pipeline(prunekit.presets.get("pdrop"))
+    assert fastv.scores_previous_layer and not pdrop.scores_previous_layer

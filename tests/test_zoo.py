@@ -7,14 +7,15 @@ import math
 import pytest
 import torch
 
-from prunekit import Budget, BudgetError, Pipeline, Segments, VideoLayout
+from prunekit import Budget, BudgetError, Pipeline, Segments, Stage, VideoLayout
+from prunekit.budget import realized_retention
 from prunekit.ops.cluster import density_peaks, dpc_knn
 from prunekit.ops.diversity import max_min_diversity
 from prunekit.ops.ranking import spread_scores
 from prunekit.strategies.dycoke import TemporalMergeSelector
 from prunekit.strategies.fastv import TopRelevanceSelector
 from prunekit.strategies.fastvid import DySegSegmenter, FastVIDMerger
-from prunekit.strategies.framefusion import CascadedSimilarityMerger
+from prunekit.strategies.framefusion import CascadedSimilarityMerger, pruning_ratio
 from prunekit.strategies.holitom import HoliTomMerger, StaticWindowSegmenter, best_windows
 from prunekit.strategies.prunevid import DPCSegmenter, PruneVidMerger, refine_labels
 from prunekit.strategies.vidcom2 import DistinctTokenSelector, UniquenessAllocator
@@ -151,6 +152,41 @@ def test_framefusion_never_merges_across_segments():
     feats = static_video(2, 4)
     kept, merge = CascadedSimilarityMerger().merge(feats, layout_of(2, (2, 2)), Segments((0, 1), 2), keep=4)
     assert kept.numel() == 8 and len(merge) == 0
+
+
+def test_framefusion_pruning_ratio_is_the_references_formula():
+    """thu-nics/FrameFusion ``_compute_pruning_ratio``: before any round, 1 - cost; after rounds that
+    removed 20% then 50%, the survivors s = 0.8 then 0.4 have spent 1.2 layers, and the other 26
+    layers must average (28 * 0.3 - 1.2) / 26 = 0.2769 of N, i.e. keep 0.6923 of the 0.4 alive."""
+    assert pruning_ratio([], 0.3, 28) == pytest.approx(0.7)
+    assert pruning_ratio([0.2, 0.5], 0.3, 28) == pytest.approx(1 - (28 * 0.3 - 1.2) / (26 * 0.4))
+    assert pruning_ratio([0.05], 0.99, 28) == 0.0  # the cost needs more than what is alive: prune nothing
+    with pytest.raises(BudgetError, match="larger budget"):
+        pruning_ratio([0.0] * 10, 0.3, 28)
+
+
+def test_framefusion_static_video_merges_up_to_one_minus_cost_and_never_prunes():
+    """The issue's case: 8 identical frames of 16 tokens, cost 0.3. All 112 later tokens qualify,
+    more than the bound 0.7 * 128 = 89.6, so the 89 most similar merge, 39 stay, nothing is pruned."""
+    feats, layout = static_video(8, 16), layout_of(8, (4, 4))
+    pipeline = Pipeline.from_preset("framefusion")
+    assert pipeline.start(feats, layout, 28).stages == [Stage(0, 39)]
+    sim = pipeline.simulate(feats, layout, 28, attention=torch.rand(128))
+    assert [k.numel() for k in sim.kept] == [39]
+
+
+def test_framefusion_prunes_once_where_merging_stops_to_the_exact_budget():
+    """Only frame 1 repeats frame 0 (16 of 128 tokens, 12.5% >= 10%): round 1 merges them; round 2
+    finds nothing (0% < 10%) and merging stops after layer 1's attention, so the one prune is at layer
+    2 with the count that makes the 28-layer average exactly 0.3."""
+    gen = torch.Generator().manual_seed(3)
+    feats = torch.randn(8, 16, 256, generator=gen)  # independent tokens: cosine far below 0.6
+    feats[1] = feats[0]
+    layout = layout_of(8, (4, 4))
+    stages = Pipeline.from_preset("framefusion").start(feats, layout, 28).stages
+    keep = round((0.3 * 128 * 28 - 2 * 112) / 26)
+    assert stages == [Stage(0, 112), Stage(2, keep)]
+    assert abs(realized_retention(stages, 128, 28)["layer_average"] - 0.3) <= 1 / 128
 
 
 # -- VisionZip ----------------------------------------------------------------------------------

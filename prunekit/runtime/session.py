@@ -107,6 +107,7 @@ class ForwardState:
     stage_layers: set[int]
     layer_valid: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [B, Lc] at prefill
     current: Current | None = None
+    previous_attention: torch.Tensor | None = None  # [B, Lc] layer K-1's, for a stage at K that scores by it
     text_counts: list[int] = field(default_factory=list)  # valid tokens per sample (unpruned)
     recorded: bool = False
 
@@ -176,7 +177,9 @@ class PruneSession:
     def _make_layer_hook(self, index: int):  # noqa: ANN202 - a hook closure
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
             state = self.state
-            if state is None or (state.current is None and index not in state.stage_layers):
+            scores_next = state is not None and self.pipeline.scores_previous_layer and \
+                index + 1 in state.stage_layers
+            if state is None or (state.current is None and index not in state.stage_layers and not scores_next):
                 return None
             hidden = args[0] if args else kwargs["hidden_states"]
             if hidden.shape[1] == 1:
@@ -187,6 +190,10 @@ class PruneSession:
                     args = (hidden, *args[1:]) if args else args
                     if not args:
                         kwargs["hidden_states"] = hidden
+                if scores_next:  # FastV: the next layer's stage ranks by this layer's attention
+                    state.previous_attention = self._stage_attention(index, hidden, kwargs)
+            if state.current is None:
+                return None
             current = state.current.on(_execution_device(module, hidden))
             kwargs["position_embeddings"] = current.position_embeddings
             if "position_ids" in kwargs:
@@ -296,12 +303,7 @@ class PruneSession:
     # -- prefill, inside the LLM -----------------------------------------------------------------
     def _layer_stage(self, index: int, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
         state = self.state
-        cur = state.current
-        if cur is None:
-            cos, sin = kwargs["position_embeddings"]
-            valid = state.lm_valid
-        else:
-            (cos, sin), valid = cur.position_embeddings, cur.valid
+        valid = state.lm_valid if state.current is None else state.current.valid
         # with device_map sharding, work where this layer computes (its weights' device; accelerate would
         # move the input there next anyway), so the stage's indices live beside the layer they feed
         device = _execution_device(self.layers[index], hidden)
@@ -311,8 +313,9 @@ class PruneSession:
             track.orig, track.lm = track.orig.to(device), track.lm.to(device)
         attention = None
         if self.pipeline.needs_relevance:
-            with self.timer("relevance"):
-                attention = _attention_on_layer_device(self.layers[index], hidden, cos, sin, valid).to(device)
+            attention, state.previous_attention = state.previous_attention, None
+            if attention is None:  # the stage's own layer (PDrop's convention)
+                attention = self._stage_attention(index, hidden, kwargs)
         hidden = hidden.clone()
         rows = []
         width = valid.shape[1]
@@ -345,6 +348,15 @@ class PruneSession:
         for layer in range(index, self.num_layers):
             state.layer_valid[layer] = new_valid
         return hidden
+
+    def _stage_attention(self, index: int, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
+        """Last-query attention of layer ``index`` over the tokens present at its input: ``[B, Lc]``."""
+        cur = self.state.current
+        (cos, sin), valid = (kwargs["position_embeddings"], self.state.lm_valid) if cur is None else \
+            (cur.position_embeddings, cur.valid)
+        device = _execution_device(self.layers[index], hidden)
+        with self.timer("relevance"):
+            return _attention_on_layer_device(self.layers[index], hidden, cos, sin, valid).to(device)
 
     # -- decode ------------------------------------------------------------------------------------
     def _decode_lm(self, kwargs: dict) -> None:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from prunekit.budget import Budget, check_schedule, fit_stage_counts
+from prunekit.budget import Budget, check_schedule, fit_stage_counts, input_keep_count
 from prunekit.errors import BudgetError
 from prunekit.interfaces import LayerScheduler, StageConfig
 from prunekit.strategies.registration import register_stage
@@ -43,8 +43,14 @@ class FixedScheduler(LayerScheduler):
         if budget is not None:
             return fit_stage_counts(layers, fractions, n_visual, num_layers, budget, min_keep)
         check_schedule(layers, fractions, num_layers)
-        counts = [max(min_keep, min(n_visual, math.floor(f * n_visual))) for f in fractions]
+        counts = [max(min_keep, min(n_visual, _count(layer, f, n_visual))) for layer, f in zip(layers, fractions)]
         return [Stage(layer, c) for layer, c in zip(layers, counts)]
+
+
+def _count(layer: int, fraction: float, n_visual: int) -> int:
+    """Budget-free count of a fixed stage: the input stage rounds like ``Budget(mode="input")``
+    (`input_keep_count`); in-LLM stages floor."""
+    return input_keep_count(fraction, n_visual) if layer == 0 else math.floor(fraction * n_visual)
 
 
 @register_stage

@@ -15,13 +15,15 @@ from prunekit.types import SelectionContext
 
 
 def relevance_spread(relevance: torch.Tensor | None, n: int, keep: int) -> torch.Tensor:
-    """Split ``n`` tokens (sequence order) into ``keep`` contiguous buckets; keep each bucket's most
-    relevant token (the first one without relevance)."""
-    bucket = torch.div(torch.arange(n) * keep, n, rounding_mode="floor")
+    """Split ``n`` tokens (sequence order) into ``keep`` contiguous buckets
+    ``[floor(b*n/keep), floor((b+1)*n/keep))``, the authors' boundaries; keep each bucket's most
+    relevant token (the first one on ties, or without relevance)."""
+    starts = torch.div(torch.arange(keep) * n, keep, rounding_mode="floor")  # [keep]
+    bucket = torch.searchsorted(starts, torch.arange(n), right=True) - 1  # [n]
     if relevance is None:
         relevance = torch.zeros(n)
-    key = bucket.double() * 4.0 - relevance.double().cpu()
-    order = torch.argsort(key, stable=True)
+    by_relevance = torch.argsort(-relevance.double().cpu(), stable=True)
+    order = by_relevance[torch.argsort(bucket[by_relevance], stable=True)]
     first = torch.ones(n, dtype=torch.bool)
     first[1:] = bucket[order][1:] != bucket[order][:-1]
     return torch.sort(order[first]).values
