@@ -8,6 +8,7 @@ their own model.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -95,10 +96,11 @@ class Pipeline:
 
     @classmethod
     def from_preset(cls, name: str, budget: Budget | float | None = None) -> Pipeline:
-        """Build a named preset, optionally with another budget (a float = layer-average)."""
+        """Build a named preset or a config file (``.json``/``.yaml``), optionally with another budget
+        (a float = layer-average)."""
         from prunekit import presets
 
-        config = presets.get(name)
+        config = PipelineConfig.load(name) if is_config_path(name) else presets.get(name)
         return cls(config if budget is None else config.with_budget(budget))
 
     @property
@@ -273,3 +275,11 @@ def _flatten_picks(selector: FrameSelector, plan: SamplePlan, picks: list[torch.
 
     plan.checks.append((in_range & distinct, message))
     return flat
+
+
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def is_config_path(name: str) -> bool:
+    """Whether ``name`` names a pipeline config file rather than a preset (a config suffix, or a file)."""
+    return name.lower().endswith(CONFIG_SUFFIXES) or os.path.isfile(name)
