@@ -264,8 +264,11 @@ def _flatten_picks(selector: FrameSelector, plan: SamplePlan, picks: list[torch.
     repeats, total = to_device(keeps, device), sum(keeps)
     offsets = torch.repeat_interleave(to_device(starts, device), repeats, output_size=total)
     bounds = torch.repeat_interleave(to_device(sizes, device), repeats, output_size=total)
-    flat = local + offsets
-    in_range = ((local >= 0) & (local < bounds)).all()
+    valid = (local >= 0) & (local < bounds)
+    # an out-of-range pick is replaced by the segment's first token so that indexing with ``flat`` stays
+    # safe until `SamplePlan.verify` reports the selector's error by name (no IndexError, no device assert)
+    flat = torch.where(valid, local, 0) + offsets
+    in_range = valid.all()
     # segments occupy disjoint ranges, so per-segment distinctness is global distinctness
     distinct = (torch.sort(flat).values.diff() != 0).all()
 
