@@ -91,6 +91,7 @@ EXACT_COUNT = "exact-count guarantee (a stage returns exactly the requested numb
 DETERMINISM = "determinism guarantee (same input and seed give the same result)"
 PURITY = "purity guarantee (stages never modify their input tensors)"
 MERGE = "merge guarantee (sources are dropped, targets are kept, every segment keeps a token)"
+SORTED_TENSOR = "index-tensor guarantee (a selector returns a sorted 1-D integer torch.Tensor)"
 FEASIBLE = "feasibility guarantee (BudgetError only for requests that cannot be met)"
 
 # -- profiles -----------------------------------------------------------------------------------
@@ -258,6 +259,15 @@ def _as_index(value: Any, what: str) -> torch.Tensor:
         _fail(EXACT_COUNT, f"{what} must return a 1-D integer tensor, got dtype {out.dtype} "
                            f"and shape {tuple(out.shape)}")
     return out.long()
+
+
+def _check_sorted_tensor(pick: Any, what: str) -> None:
+    """The selector contract: a `torch.Tensor`, ascending (the runtime's kept ids stay in sequence order)."""
+    if not isinstance(pick, torch.Tensor):
+        _fail(SORTED_TENSOR, f"{what} returned a {type(pick).__name__}; return a torch.Tensor of indices")
+    if pick.numel() > 1 and bool((pick[1:] < pick[:-1]).any()):
+        _fail(SORTED_TENSOR, f"{what} returned unsorted indices {pick.tolist()[:10]}...; return "
+                             "torch.sort(indices).values")
 
 
 def assert_selection(pick: Any, keep: int, n: int, what: str = "selector") -> torch.Tensor:
@@ -645,8 +655,9 @@ def check_frame_selector(cls: type[FrameSelector], config: StageConfig | dict[st
         n = feats.shape[0]
         keep = data.draw(st.one_of(st.integers(1, n), st.sampled_from([1, n])), label="keep")
         original = feats.clone()
-        pick = _call(name, selector.select, feats, keep, context_with(ctx, seed))
-        pick = assert_selection(pick, keep, n, name)
+        raw = _call(name, selector.select, feats, keep, context_with(ctx, seed))
+        pick = assert_selection(raw, keep, n, name)
+        _check_sorted_tensor(raw, name)
         _check_unchanged(original, feats, name)
         if keep == n and not torch.equal(pick, torch.arange(n)):
             _fail(EXACT_COUNT, f"{name} with keep = n = {n} must keep every token")

@@ -10,6 +10,7 @@ import argparse
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,8 +107,11 @@ def add_loading_args(parser: argparse.ArgumentParser) -> None:
                              "code: only for checkpoints you trust)")
 
 
-def load_pretrained(name: str, device: str, *, allow_pickle: bool = False) -> tuple[nn.Module, object]:
+def load_pretrained(name: str, device: str, *, allow_pickle: bool = False,
+                    check_processor: Callable[[object], None] | None = None) -> tuple[nn.Module, object]:
     """``(model, processor)`` from a local folder or the Hub; safetensors only unless ``allow_pickle``.
+
+    ``check_processor`` runs on the processor before the weights load (e.g. to require a chat template).
 
     A Hub id not in the local cache fails at once when the Hub cannot be reached (instead of minutes of
     retries), saying how to use a local folder.
@@ -120,6 +124,8 @@ def load_pretrained(name: str, device: str, *, allow_pickle: bool = False) -> tu
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     try:
         processor = AutoProcessor.from_pretrained(name, local_files_only=local_only)
+        if check_processor is not None:
+            check_processor(processor)
         model = AutoModelForImageTextToText.from_pretrained(
             name, dtype=dtype, attn_implementation="sdpa", local_files_only=local_only,
             use_safetensors=None if allow_pickle else True)

@@ -101,13 +101,16 @@ def _prepare(args: argparse.Namespace, device: str):  # noqa: ANN202 - (model, p
     else:
         from prunekit.tiny import build_prompt
 
-        model, processor = load_pretrained(args.model, device, allow_pickle=args.allow_pickle)
+        def check_prompt(processor) -> None:  # noqa: ANN001 - before the weights load
+            if args.prompt == "auto" and not _has_template(processor):
+                raise PrunekitError(f"{args.model!r} has no chat template; pass --prompt tiny (prunekit's tiny-model "
+                                    "prompt) or add a chat_template.jinja to the checkpoint folder.")
+
+        model, processor = load_pretrained(args.model, device, allow_pickle=args.allow_pickle,
+                                           check_processor=check_prompt)
         frames_n = args.frames or 32
         path, question = args.video, args.question
-        style = args.prompt if args.prompt != "auto" else ("chat" if _has_template(processor) else "none")
-        if style == "none":
-            raise PrunekitError(f"{args.model!r} has no chat template; pass --prompt tiny (prunekit's tiny-model "
-                                "prompt) or add a chat_template.jinja to the checkpoint folder.")
+        style = "tiny" if args.prompt == "tiny" else "chat"
         prompt = (_chat_prompt(processor, question) if style == "chat"
                   else build_prompt(question, split_options(args.options)))
     frames = video.load(path, frames_n)
