@@ -1,11 +1,15 @@
-"""prunekit: composable, budget-exact visual-token pruning for video LLMs."""
+"""prunekit: composable, budget-exact visual-token pruning for video LLMs.
+
+Names are imported on first use (PEP 562), so ``prunekit --help`` and ``prunekit --version`` start
+without importing torch.
+"""
 
 from __future__ import annotations
 
-from prunekit import presets, tiny, video
+import importlib
+from typing import TYPE_CHECKING
+
 from prunekit._version import __version__
-from prunekit.budget import Budget
-from prunekit.config import PipelineConfig
 from prunekit.errors import (
     BudgetError,
     ConfigError,
@@ -15,11 +19,16 @@ from prunekit.errors import (
     UnsupportedModelError,
     VideoDecodeError,
 )
-from prunekit.flops import flops, flops_ratio
 from prunekit.hookspecs import hookimpl
-from prunekit.pipeline import Pipeline
-from prunekit.runtime import PruneHandle, apply, is_pruned
-from prunekit.types import MergeMap, Segments, Stage, VideoLayout
+
+if TYPE_CHECKING:  # the same names, for type checkers and the API reference
+    from prunekit import presets, tiny, video
+    from prunekit.budget import Budget
+    from prunekit.flops import flops, flops_ratio
+    from prunekit.config import PipelineConfig
+    from prunekit.pipeline import Pipeline
+    from prunekit.runtime import PruneHandle, apply, is_pruned
+    from prunekit.types import MergeMap, Segments, Stage, VideoLayout
 
 __all__ = [
     "__version__",
@@ -48,6 +57,29 @@ __all__ = [
     "UnsupportedModelError",
     "VideoDecodeError",
 ]
+
+_LAZY: dict[str, str] = {
+    "Budget": "prunekit.budget", "flops": "prunekit.flops", "flops_ratio": "prunekit.flops",
+    "PipelineConfig": "prunekit.config", "Pipeline": "prunekit.pipeline",
+    "PruneHandle": "prunekit.runtime", "apply": "prunekit.runtime", "is_pruned": "prunekit.runtime",
+    "MergeMap": "prunekit.types", "Segments": "prunekit.types", "Stage": "prunekit.types",
+    "VideoLayout": "prunekit.types",
+}
+_SUBMODULES = ("presets", "tiny", "video")
+
+
+def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"prunekit.{name}")
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'prunekit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def list_strategies(kind: str | None = None) -> list[tuple[str, str, str]]:

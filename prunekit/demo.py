@@ -17,15 +17,16 @@ DEMO_CLIP_PATH = Path(__file__).parent / "assets" / "demo-clip.npz"
 
 @dataclass(frozen=True)
 class DemoClip:
-    """Frames ``[T, H, W, 3]`` uint8, the question and its multiple-choice options."""
+    """Frames ``[T, H, W, 3]`` uint8, the question, its multiple-choice options and the correct answer."""
 
     frames: np.ndarray
     question: str
     options: tuple[str, ...]
+    answer: str
 
 
 def demo_clip() -> DemoClip:
     """Load the bundled demo clip."""
     with np.load(DEMO_CLIP_PATH) as data:
         return DemoClip(frames=data["frames"], question=str(data["question"]),
-                        options=tuple(str(option) for option in data["options"]))
+                        options=tuple(str(option) for option in data["options"]), answer=str(data["answer"]))

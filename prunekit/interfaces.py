@@ -126,7 +126,7 @@ class FrameSelector(Component):
 
     @abstractmethod
     def select(self, features: torch.Tensor, keep: int, context: SelectionContext) -> torch.Tensor:
-        """Return exactly ``keep`` distinct indices into ``features [n, D]``."""
+        """Return exactly ``keep`` distinct indices into ``features [n, D]``, as a sorted 1-D integer tensor."""
 
     def select_segments(self, features: list[torch.Tensor], keeps: list[int],
                         contexts: list[SelectionContext]) -> list[torch.Tensor]:

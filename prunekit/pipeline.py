@@ -8,6 +8,8 @@ their own model.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -94,10 +96,11 @@ class Pipeline:
 
     @classmethod
     def from_preset(cls, name: str, budget: Budget | float | None = None) -> Pipeline:
-        """Build a named preset, optionally with another budget (a float = layer-average)."""
+        """Build a named preset or a config file (``.json``/``.yaml``), optionally with another budget
+        (a float = layer-average)."""
         from prunekit import presets
 
-        config = presets.get(name)
+        config = PipelineConfig.load(name) if is_config_path(name) else presets.get(name)
         return cls(config if budget is None else config.with_budget(budget))
 
     @property
@@ -269,8 +272,11 @@ def _flatten_picks(selector: FrameSelector, plan: SamplePlan, picks: list[torch.
     repeats, total = to_device(keeps, device), sum(keeps)
     offsets = torch.repeat_interleave(to_device(starts, device), repeats, output_size=total)
     bounds = torch.repeat_interleave(to_device(sizes, device), repeats, output_size=total)
-    flat = local + offsets
-    in_range = ((local >= 0) & (local < bounds)).all()
+    valid = (local >= 0) & (local < bounds)
+    # an out-of-range pick is replaced by the segment's first token so that indexing with ``flat`` stays
+    # safe until `SamplePlan.verify` reports the selector's error by name (no IndexError, no device assert)
+    flat = torch.where(valid, local, 0) + offsets
+    in_range = valid.all()
     # segments occupy disjoint ranges, so per-segment distinctness is global distinctness
     distinct = (torch.sort(flat).values.diff() != 0).all()
 
@@ -280,3 +286,11 @@ def _flatten_picks(selector: FrameSelector, plan: SamplePlan, picks: list[torch.
 
     plan.checks.require(in_range & distinct, message)
     return flat
+
+
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def is_config_path(name: str) -> bool:
+    """Whether ``name`` names a pipeline config file rather than a preset (a config suffix, or a file)."""
+    return name.lower().endswith(CONFIG_SUFFIXES) or os.path.isfile(name)

@@ -80,12 +80,17 @@ def _ensure_loaded() -> None:
         _state.update(pm=pm, registry=registry, plugins=plugins)
 
 
+def autoload_disabled() -> bool:
+    """Whether ``PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD`` switches third-party plugin autoload off."""
+    return os.environ.get(DISABLE_ENV, "").strip() not in ("", "0", "false", "False")
+
+
 def _discover() -> list[tuple[str, str, ModuleType | None]]:
     """Built-ins first (always), then third-party entry points unless autoload is disabled."""
     found: list[tuple[str, str, ModuleType | None]] = []
     for module_name in BUILTIN_MODULES:
         found.append((module_name, BUILTIN_SOURCE, importlib.import_module(module_name)))
-    if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0", "false", "False"):
+    if autoload_disabled():
         return found
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.value in BUILTIN_MODULES:

@@ -118,4 +118,14 @@ def _unknown_message(kind: str, name: str, known: list[str] | tuple[str, ...]) -
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     listing = ", ".join(known) if known else "(none registered)"
-    return f"unknown {kind} {name!r}.{hint} Registered: {listing}."
+    return f"unknown {kind} {name!r}.{hint} Registered: {listing}.{_autoload_note()}"
+
+
+def _autoload_note() -> str:
+    """Why a plugin's names may be missing: autoload switched off by the environment."""
+    from prunekit.plugins import DISABLE_ENV, autoload_disabled
+
+    if not autoload_disabled():
+        return ""
+    return (f" Plugin autoload is off ({DISABLE_ENV} is set), so only built-ins and explicitly loaded plugins "
+            f"are registered; unset {DISABLE_ENV} to load installed plugins.")

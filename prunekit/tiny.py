@@ -20,11 +20,17 @@ __all__ = [
     "OPTION_LETTERS",
     "load_tiny",
     "build_prompt",
+    "TINY_CHAT_TEMPLATE",
+    "uses_tiny_prompt",
 ]
 
 TINY_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "tiny-video-llm"
 TINY_NUM_FRAMES = 16
 OPTION_LETTERS = ("A", "B", "C", "D")
+TINY_CHAT_TEMPLATE = "chat_template.jinja"
+"""The chat template shipped in every bundled tiny model folder; it renders exactly `build_prompt`'s text,
+so chat-based tools (lmms-eval's ``llava_hf``, ``processor.apply_chat_template``) prompt it as it was trained."""
+_TEMPLATE_MARK = "prunekit-tiny chat template"
 
 _MC_INSTRUCTION = "Answer with the option's word from the given choices directly."
 _OPEN_INSTRUCTION = "Answer the question using a single word."
@@ -48,6 +54,12 @@ def build_prompt(question: str, options: Sequence[str] | None = None) -> str:
     else:
         lines.append(_OPEN_INSTRUCTION)
     return "\n".join(lines) + "<|im_end|>\n<|im_start|>assistant\n"
+
+
+def uses_tiny_prompt(processor) -> bool:  # noqa: ANN001 - a transformers processor
+    """Whether ``processor`` has no chat template or the tiny model's (whose prompts are `build_prompt`'s)."""
+    template = getattr(processor, "chat_template", None)
+    return not template or (isinstance(template, str) and _TEMPLATE_MARK in template)
 
 
 def load_tiny(device: str = "cpu", model_dir: str | Path | None = None):

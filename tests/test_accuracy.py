@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+import prunekit
 from prunekit import video
 from prunekit.benchmarks.accuracy import (
     AccuracyHarness,
@@ -199,6 +200,20 @@ def test_a_second_run_skips_finished_cells_and_only_runs_new_ones(tiny_dir: Path
     assert calls[0] > 0
     lines = (tmp_path / "records.jsonl").read_text().splitlines()
     assert len(lines) == 3  # unpruned, random, uniform: nothing recorded twice
+
+
+def test_a_cell_is_not_resumed_after_its_provider_changed_version(tiny_dir: Path, manifest: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resumed cells are keyed on the distributions and versions providing their stages (issue 23)."""
+    from benchmarks.accuracy import runner
+
+    first = _harness(tiny_dir, manifest, tmp_path).run(["random"], [0.5])
+    assert first[1]["providers"] == {"prunekit": prunekit.__version__}
+    real = runner.providers
+    monkeypatch.setattr(runner, "providers", lambda config, strategy=None: {**real(config, strategy), "prunekit": "9"})
+    again = _harness(tiny_dir, manifest, tmp_path).run(["random"], [0.5])
+    assert again[0].get("resumed") and not again[1].get("resumed")  # the unpruned cell has no provider
+    assert again[1]["providers"] == {"prunekit": "9"}
 
 
 def test_a_budget_the_schedule_cannot_reach_is_recorded_as_skipped_once(tiny_dir: Path, manifest: Path,

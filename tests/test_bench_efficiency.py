@@ -74,6 +74,28 @@ def test_hostprofile_names_prunekit_functions_and_compares_decode_steps(capsys) 
     assert "per decode step, by host time" in text and "aten::" in text
 
 
+def test_hostprofile_own_code_is_found_by_module_origin_not_by_folder_name(tmp_path) -> None:  # noqa: ANN001
+    """A venv inside a clone folder named ``prunekit`` (issue 23) holds no prunekit code."""
+    import transformers
+
+    from prunekit.benchmarks.efficiency import hostprofile
+    from prunekit.runtime import session
+
+    roots = hostprofile.own_code_roots()
+    assert hostprofile.is_own_code(session.__file__, roots)
+    assert not hostprofile.is_own_code(transformers.__file__, roots)
+    clone_venv = tmp_path / "prunekit" / ".venv" / "lib" / "site-packages" / "transformers" / "x.py"
+    assert not hostprofile.is_own_code(str(clone_venv), roots)
+    assert not hostprofile.is_own_code("<built-in method>", roots)
+
+
+def test_hostprofile_decode_tables_keep_each_ops_least_time_over_repeats() -> None:
+    from prunekit.benchmarks.efficiency.hostprofile import _least
+
+    least = _least([{"op": (3, 50.0, 0.0)}, {"op": (3, 20.0, 0.0), "other": (1, 1.0, 0.0)}])
+    assert least == {"op": (3, 20.0, 0.0)}
+
+
 def test_gap_report_labels_gpu_idle_time_with_the_host_range_open_then() -> None:
     from prunekit.benchmarks.efficiency.gaps import analyse
 

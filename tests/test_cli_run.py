@@ -11,6 +11,8 @@ def test_default_run_answers_and_reports_what_pruning_did(capsys: pytest.Capture
     assert main(["run", "--compare", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "unpruned answer:" in out and "hieravid-30 answer:" in out
+    assert "correct answer: 'blue'" in out  # the demo clip's answer, so a wrong answer shows as wrong
+    assert "unpruned answer: 'blue' (right)" in out and "hieravid-30 answer: 'yellow' (wrong)" in out
     assert "kept per stage: layer 0: 128, layer 1: 89, layer 2: 62, layer 3: 26" in out  # 256 visual tokens
     assert "layer-average 29.8%" in out and "prefill speed-up" in out
 

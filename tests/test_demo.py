@@ -12,4 +12,4 @@ def test_demo_clip_matches_its_synthetic_item() -> None:
     item, clip = make_item("test", 2)
     demo = demo_clip()
     np.testing.assert_array_equal(demo.frames, clip.frames)
-    assert (demo.question, demo.options) == (item.question, tuple(item.options))
+    assert (demo.question, demo.options, demo.answer) == (item.question, tuple(item.options), item.answer_text)

@@ -241,3 +241,54 @@ def test_lmms_eval_command_line_runs_a_local_video_task_offline_with_pruning(lla
     assert "exact_match,none" in record["results"]["prunekit_smoke"]
     summary = json.loads(stats.read_text())
     assert summary["prefills"] == 3 and abs(summary["layer_average_retention"] - 0.3) <= 1 / 17
+
+
+EXAMPLE_TASKS = Path(__file__).resolve().parents[1] / "examples" / "lmms_eval"
+
+
+def test_documented_local_task_example_runs_on_the_bundled_tiny_model(tmp_path: Path) -> None:
+    """docs/benchmarks.md's lmms-eval example, as written: the shipped task folder, synthetic clips, the
+    bundled tiny model (whose chat template gives lmms-eval's ``llava_hf`` the prompt it was trained on)
+    and no ``device=`` (the bridge picks the CPU on a host without a GPU)."""
+    if not any(ep.name == "prunekit" for ep in entry_points(group="lmms_eval.models")):
+        pytest.skip("prunekit's lmms_eval.models entry point is not installed (reinstall prunekit)")
+    from prunekit.benchmarks.synthetic import build_split
+    from prunekit.tiny import TINY_MODEL_DIR
+
+    data = tmp_path / "data"
+    build_split("test", 3, data)
+    out, stats = tmp_path / "out", tmp_path / "stats.json"
+    env = {**os.environ, "PRUNEKIT_SYNTHETIC_DATA": str(data), "HF_HOME": str(tmp_path / "hf"),
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "lmms_eval", "--model", "prunekit", "--model_args",
+           f"pretrained={TINY_MODEL_DIR},base=llava_hf,max_frames_num=16,prunekit_preset=hieravid-30,"
+           f"prunekit_stats={stats}",
+           "--tasks", "prunekit_synthetic", "--include_path", str(EXAMPLE_TASKS), "--batch_size", "1",
+           "--output_path", str(out), "--log_samples", "--verbosity", "DEBUG"]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = glob.glob(str(out / "**" / "*_results.json"), recursive=True)
+    assert results, "lmms-eval wrote no results file:\n" + run.stderr[-3000:]
+    record = json.loads(Path(results[0]).read_text())
+    assert record["n-samples"]["prunekit_synthetic"]["effective"] == 3
+    assert "exact_match,none" in record["results"]["prunekit_synthetic"]
+    samples = glob.glob(str(out / "**" / "*_samples_prunekit_synthetic.jsonl"), recursive=True)
+    first = json.loads(Path(samples[0]).read_text().splitlines()[0])
+    assert first["input"].endswith("Answer with the option's word from the given choices directly.")
+    summary = json.loads(stats.read_text())
+    assert summary["prefills"] == 3 and summary["input_retention"] == 0.5
+
+
+def test_stats_are_written_per_rank_under_several_processes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from prunekit.integrations._lmms_eval_model import stats_path
+
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert stats_path(tmp_path / "stats.json") == tmp_path / "stats.json"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert stats_path(tmp_path / "stats.json") == tmp_path / "stats.rank1.json"
+
+
+def test_llava_hf_batches_above_one_are_refused_by_name(llava_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="--batch_size 1"):
+        bridge.PrunekitModel(base="llava_hf", pretrained=str(llava_dir), batch_size="2", device="cpu")

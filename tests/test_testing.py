@@ -86,6 +86,8 @@ def _selector(body, needs: bool = False) -> type[FrameSelector]:  # noqa: ANN001
     (lambda f, k, c: torch.sort(torch.randperm(f.shape[0])[:k]).values, "determinism guarantee"),  # global RNG
     (lambda f, k, c: (f.mul_(0), torch.arange(k))[1], "purity guarantee"),               # mutates its input
     (lambda f, k, c: torch.arange(k) if f.shape[0] > 1 else 1 / 0, "raised ZeroDivisionError"),
+    (lambda f, k, c: torch.arange(k).flip(0) if k > 1 else torch.arange(k), "index-tensor guarantee"),  # unsorted
+    (lambda f, k, c: list(range(k)), "index-tensor guarantee"),                          # a plain list
 ])
 def test_check_frame_selector_names_the_violated_guarantee(body, guarantee: str) -> None:  # noqa: ANN001
     with pytest.raises(AssertionError, match=guarantee):

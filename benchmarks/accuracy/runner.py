@@ -72,6 +72,37 @@ def resolve_config(strategy: str, budget: float, mode: str = "layer_average", se
     return config.with_budget(Budget(budget, mode)).model_copy(update={"seed": seed})
 
 
+STAGE_FIELDS = {"segmenter": "segmenter", "merger": "merger", "allocator": "allocator",
+                "selector": "frame_selector", "scheduler": "layer_scheduler"}
+
+
+def providers(config: PipelineConfig, strategy: str | None = None) -> dict[str, str]:
+    """``{distribution: version}`` of whatever provides the config's stages (and the preset ``strategy``).
+
+    Resumed cells are keyed on it, so a plugin upgraded between runs does not reuse stale results.
+    """
+    from importlib import metadata
+
+    from prunekit.plugins import get_registry
+    from prunekit.registry import BUILTIN_SOURCE
+
+    registry = get_registry()
+    sources = set()
+    for field, kind in STAGE_FIELDS.items():
+        stage = getattr(config, field, None)
+        if stage is not None:
+            sources.add(registry.entry(kind, stage.name).source)
+    if strategy is not None and strategy in registry.names("preset"):
+        sources.add(registry.entry("preset", strategy).source)
+    out = {}
+    for source in sorted(sources):
+        try:
+            out[source] = prunekit.__version__ if source == BUILTIN_SOURCE else metadata.version(source)
+        except metadata.PackageNotFoundError:
+            out[source] = "unknown"
+    return out
+
+
 def environment() -> dict[str, str]:
     """Versions and device of this run (for result records)."""
     import transformers
@@ -198,7 +229,7 @@ class AccuracyHarness:
                                          "mc_answer", "max_new_tokens")}
         if config is not None:
             key.update(strategy=cell.strategy, budget=cell.budget, mode=self.mode, seed=self.seed,
-                       config=config.fingerprint())
+                       config=config.fingerprint(), providers=providers(config, cell.strategy))
         return _hash(key)
 
     def _cell(self, cell: StrategySpec, baseline: list[dict] | None) -> tuple[dict, list[dict] | None]:
@@ -239,6 +270,7 @@ class AccuracyHarness:
                   "preset": config.name if config is not None else None,
                   "config_fingerprint": config.fingerprint() if config is not None else None,
                   "config": config.to_dict() if config is not None else None,
+                  "providers": providers(config, cell.strategy) if config is not None else {},
                   "environment": environment(), "created": _now()}
         return record
 

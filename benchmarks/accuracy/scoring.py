@@ -44,10 +44,13 @@ OPEN_INSTRUCTION = "Answer the question using a single word or phrase."
 
 
 def resolve_style(processor, style: PromptStyle = "auto") -> Literal["tiny", "chat"]:  # noqa: ANN001
-    """``tiny`` (prunekit's tiny model prompt) when the processor has no chat template, else ``chat``."""
+    """``tiny`` (prunekit's tiny model prompt) when the processor has no chat template or the tiny model's
+    (which renders the same prompt), else ``chat``."""
     if style != "auto":
         return style
-    return "chat" if getattr(processor, "chat_template", None) else "tiny"
+    from prunekit.tiny import uses_tiny_prompt
+
+    return "tiny" if uses_tiny_prompt(processor) else "chat"
 
 
 def resolve_mc_answer(style: Literal["tiny", "chat"], mc_answer: McAnswer = "auto") -> Literal["letter", "option"]:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import importlib
 import io
+import os
 import pstats
 import time
 from collections.abc import Sequence
@@ -31,7 +33,22 @@ from .probes import sync
 from .scenes import SceneFeatures
 from .shapes import build, get_shape, make_inputs
 
-OWN_CODE = r"prunekit/|strategies/|adapters/"
+OWN_PACKAGES = ("prunekit", "prunekit.strategies", "prunekit.adapters")
+"""Packages whose functions count as prunekit's own code (found by module origin, not by path text)."""
+
+
+def own_code_roots() -> tuple[str, ...]:
+    """Folders holding `OWN_PACKAGES` (a venv inside a clone folder named ``prunekit`` is not among them)."""
+    roots = []
+    for name in OWN_PACKAGES:
+        module = importlib.import_module(name)
+        roots += [os.path.join(os.path.realpath(path), "") for path in module.__path__]
+    return tuple(roots)
+
+
+def is_own_code(path: str, roots: tuple[str, ...]) -> bool:
+    """Whether the source file ``path`` belongs to one of the package folders ``roots``."""
+    return not path.startswith("<") and os.path.realpath(path).startswith(roots)
 
 
 def _generate(model: torch.nn.Module, inputs: dict, new_tokens: int) -> None:
@@ -84,10 +101,10 @@ def prefill_profile(model: torch.nn.Module, inputs: dict, prefills: int, cuda: b
         profiler.disable()
     stats = pstats.Stats(profiler)
     lines = []
+    roots = own_code_roots()
     for (path, line, name), (_, calls, _, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
-        short = path.replace("\\", "/")
-        if any(part in short for part in OWN_CODE.split("|")):
-            where = "/".join(short.split("/")[-2:])
+        if is_own_code(path, roots):
+            where = "/".join(path.replace("\\", "/").split("/")[-2:])
             lines.append((cumulative / prefills * 1e3, calls / prefills, f"{where}:{line}({name})"))
     lines.sort(reverse=True)
     out = io.StringIO()
@@ -112,16 +129,29 @@ def _op_table(model: torch.nn.Module, inputs: dict, new_tokens: int,
     return table
 
 
-def decode_profile(model: torch.nn.Module, inputs: dict, steps: int,
-                   cuda: bool) -> dict[str, tuple[float, float, float]]:
-    """Per decode step: ``op -> (calls, host us, GPU us)`` (profile of 1 + steps tokens minus 1 token)."""
+def decode_profile(model: torch.nn.Module, inputs: dict, steps: int, cuda: bool,
+                   repeats: int = 2) -> dict[str, tuple[float, float, float]]:
+    """Per decode step: ``op -> (calls, host us, GPU us)`` (profile of 1 + steps tokens minus 1 token).
+
+    Each length is profiled ``repeats`` times and each op keeps its least time, so one noisy run does not
+    make the difference negative; what noise remains is floored at 0 (an op cannot take negative time).
+    """
     _generate(model, inputs, 1 + steps)  # warm
-    longer = _op_table(model, inputs, 1 + steps, cuda)
-    shorter = _op_table(model, inputs, 1, cuda)
+    longer = _least([_op_table(model, inputs, 1 + steps, cuda) for _ in range(repeats)])
+    shorter = _least([_op_table(model, inputs, 1, cuda) for _ in range(repeats)])
     out = {}
     for key, (calls, host, gpu) in longer.items():
         c0, h0, g0 = shorter.get(key, (0, 0.0, 0.0))
-        out[key] = ((calls - c0) / steps, (host - h0) / steps, (gpu - g0) / steps)
+        out[key] = ((calls - c0) / steps, max(host - h0, 0.0) / steps, max(gpu - g0, 0.0) / steps)
+    return out
+
+
+def _least(tables: list[dict[str, tuple[int, float, float]]]) -> dict[str, tuple[int, float, float]]:
+    """Per op, the calls of the first table and the least host and GPU time over ``tables``."""
+    out = {}
+    for key, (calls, _, _) in tables[0].items():
+        rows = [t[key] for t in tables if key in t]
+        out[key] = (calls, min(r[1] for r in rows), min(r[2] for r in rows))
     return out
 
 

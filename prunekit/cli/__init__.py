@@ -3,7 +3,12 @@
 Each module named in `COMMAND_MODULES` exposes ``add_parsers(subparsers)``, which adds its
 subcommands and binds each to a handler with ``set_defaults(func=handler)``. A handler takes the
 parsed `argparse.Namespace`, prints to stdout and returns an exit code (None means 0). Errors are
-raised as `prunekit.errors.PrunekitError`; `main` prints them as one line, never a traceback.
+raised as `prunekit.errors.PrunekitError`; `main` prints them as one line, never a traceback, and
+exits 2. Usage errors are one line too. A subcommand that parses its own options later (so that
+``--help`` need not import torch) sets ``takes_extra=True``; it then gets the unparsed words as
+``args.extra``.
+
+Nothing imported at parser-building time imports torch: ``prunekit --help`` and ``--version`` are fast.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from prunekit._version import __version__
 from prunekit.errors import ConfigError, PrunekitError
@@ -26,9 +32,17 @@ COMMAND_MODULES: tuple[str, ...] = ("prunekit.cli.run", "prunekit.cli.bench", "p
 EXIT_USAGE = 2
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line that names the command's ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see 'PROG --help')`` to stderr and exit 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand of `COMMAND_MODULES`."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="prunekit",
         description="Composable, budget-exact visual-token pruning for video LLMs.",
     )
@@ -43,9 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 2 usage or prunekit error)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "takes_extra", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args.extra = extra
     handler = getattr(args, "func", None)
     if handler is None:
         parser.print_usage(sys.stderr)

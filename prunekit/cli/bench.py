@@ -20,11 +20,21 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-import torch
-
+from prunekit.cli.checks import (
+    add_loading_args,
+    check_model_name,
+    check_pipeline,
+    load_pretrained,
+    positive_int,
+    resolve_device,
+)
 from prunekit.cli.harness import benchmark_package
-from prunekit.errors import PrunekitError, UnsupportedModelError
+from prunekit.errors import PrunekitError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["BENCH_COMMANDS", "DEFAULT_STRATEGIES", "DEFAULT_BUDGETS", "DEFAULT_ITEMS", "add_parsers",
            "accuracy_command", "default_command"]
@@ -87,19 +97,21 @@ def _add_accuracy(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated retention values in (0, 1]")
     a.add_argument("--mode", choices=("layer_average", "input"), default="layer_average",
                    help="how budgets are measured (default: layer_average, the papers' 'x%% retained')")
-    a.add_argument("--limit", type=int, default=None, help="use only the first N items")
-    a.add_argument("--batch-size", type=int, default=8, help="items per forward, left-padded (default 8)")
-    a.add_argument("--frames", type=int, default=None, help="frames per video (default: 16 tiny, 32 otherwise)")
+    a.add_argument("--limit", type=positive_int, default=None, help="use only the first N items")
+    a.add_argument("--batch-size", type=positive_int, default=8, help="items per forward, left-padded (default 8)")
+    a.add_argument("--frames", type=positive_int, default=None,
+                   help="frames per video (default: 16 tiny, 32 otherwise)")
     a.add_argument("--prompt", choices=("auto", "tiny", "chat"), default="auto",
                    help="prompt format (auto: the model's chat template if it has one)")
     a.add_argument("--mc-answer", choices=("auto", "letter", "option"), default="auto",
                    help="multiple-choice candidates scored: the option letters or the options' first tokens "
                         "(auto: letters for chat prompts, what the tiny model was trained to answer otherwise)")
-    a.add_argument("--max-new-tokens", type=int, default=None,
+    a.add_argument("--max-new-tokens", type=positive_int, default=None,
                    help="generation length for open-ended items (default: 3 tiny, 8 otherwise)")
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    a.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     a.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT})")
+    add_loading_args(a)
     a.add_argument("--no-plot", action="store_true", help="do not write the plot")
     a.add_argument("--no-progress", action="store_true", help="hide progress bars")
     a.set_defaults(func=accuracy_command)
@@ -120,9 +132,13 @@ def accuracy_command(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     budgets = _budgets(args.budgets)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    _check_strategies(strategies, budgets, args.mode)  # before the model loads
+    if args.model not in (None, "tiny"):
+        check_model_name(args.model)
+    device = resolve_device(args.device)
     world = acc.World.from_env()  # several processes under accelerate launch / torchrun: data parallel
-    model, processor, model_name = load_model(args.model, world.device(device))
+    model, processor, model_name = load_model(args.model, world.device(device),
+                                              allow_pickle=getattr(args, "allow_pickle", False))
     if not world.is_main:  # the main process writes any missing synthetic clips first
         world.barrier()
     items, dataset_name = _load_items(acc, args.data, args.limit)
@@ -165,14 +181,26 @@ def _budgets(text: str) -> list[float]:
     return values
 
 
+def _check_strategies(strategies: list[str], budgets: list[float], mode: str) -> None:
+    """Every strategy resolves (preset, ``hieravid`` or config file) at every budget, before a model loads."""
+    if not strategies:
+        raise PrunekitError("--strategies is empty; name presets ('prunekit presets') or config files.")
+    for name in strategies:
+        if name == "hieravid":
+            continue  # the paper preset per budget, resolved by the harness
+        for budget in budgets:
+            check_pipeline(name, budget, mode)
+
+
 def _tiny_frames() -> int:
     from prunekit.tiny import TINY_NUM_FRAMES
 
     return TINY_NUM_FRAMES
 
 
-def load_model(name: str | None, device: str) -> tuple[torch.nn.Module, object, str]:
-    """``(model, processor, record name)``: the bundled tiny model for None/``tiny``, else a hub id or folder."""
+def load_model(name: str | None, device: str, *, allow_pickle: bool = False) -> tuple[nn.Module, object, str]:
+    """``(model, processor, record name)``: the bundled tiny model for None/``tiny``, else a hub id or folder
+    (safetensors only unless ``allow_pickle``)."""
     if name in (None, "tiny"):
         from prunekit.tiny import load_tiny
 
@@ -181,17 +209,8 @@ def load_model(name: str | None, device: str) -> tuple[torch.nn.Module, object, 
         except FileNotFoundError as exc:
             raise PrunekitError(str(exc)) from None
         return model, processor, "prunekit-tiny"
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    try:
-        processor = AutoProcessor.from_pretrained(name)
-        model = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, attn_implementation="sdpa")
-    except OSError as exc:
-        raise PrunekitError(f"could not load {name!r}: {exc}") from None
-    except ValueError as exc:
-        raise UnsupportedModelError(f"{name!r} is not a video LLM transformers can load: {exc}") from None
-    return model.to(device).eval(), processor, name
+    model, processor = load_pretrained(name, device, allow_pickle=allow_pickle)
+    return model, processor, name
 
 
 def _load_items(acc: ModuleType, data: str, limit: int | None) -> tuple[list, str]:

@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from importlib import metadata
 
 from prunekit._version import __version__
-from prunekit.budget import Budget, realized_retention, visual_tokens_per_layer
 from prunekit.errors import ConfigError
-from prunekit.flops import flops, flops_ratio
 from prunekit.registry import BUILTIN_SOURCE, KINDS, Entry
 
 __all__ = ["add_parsers"]
@@ -101,16 +99,21 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Load a config file; print OK and its fingerprint (errors propagate as ConfigError)."""
+    """Load a config file, build its stages and plan its schedule; print OK and its fingerprint."""
+    from prunekit.cli.checks import check_without_model
     from prunekit.config import PipelineConfig
+    from prunekit.pipeline import Pipeline
 
     config = PipelineConfig.load(args.file)
+    check_without_model(Pipeline(config))
     print(f"OK {args.file}: {config.name!r}, fingerprint {config.fingerprint()}")
     return 0
 
 
 def cmd_flops(args: argparse.Namespace) -> int:
     """Plan the preset's stages for the given shape and print retention and FLOPs ratio."""
+    from prunekit.budget import Budget, realized_retention, visual_tokens_per_layer
+    from prunekit.flops import flops, flops_ratio
     from prunekit.pipeline import Pipeline
 
     if args.mode is not None and args.budget is None:

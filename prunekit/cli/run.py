@@ -13,9 +13,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from prunekit.errors import PrunekitError, UnsupportedModelError
+from prunekit.cli.checks import (
+    add_loading_args,
+    check_model_name,
+    check_pipeline,
+    load_pretrained,
+    positive_int,
+    resolve_device,
+    split_options,
+)
+from prunekit.errors import PrunekitError
 
 
 @dataclass
@@ -38,15 +45,21 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--video", help="video file (default: a generated clip of the synthetic suite)")
     p.add_argument("--question", help="question about the video")
     p.add_argument("--options", help="multiple-choice options separated by '|' (tiny model prompts)")
-    p.add_argument("--frames", type=int, default=None, help="frames sampled uniformly (default: 16 tiny, 32 real)")
-    p.add_argument("--preset", default="hieravid-30", help="pruning preset (see 'prunekit presets')")
+    p.add_argument("--frames", type=positive_int, default=None,
+                   help="frames sampled uniformly (default: 16 tiny, 32 real)")
+    p.add_argument("--prompt", choices=("auto", "tiny", "chat"), default="auto",
+                   help="prompt format with --model (auto: the model's chat template; tiny: prunekit's tiny "
+                        "model prompt, for checkpoints without a template)")
+    p.add_argument("--preset", default="hieravid-30",
+                   help="pruning preset (see 'prunekit presets') or a .json/.yaml config file")
     p.add_argument("--budget", type=float, default=None, help="retention in (0, 1]; overrides the preset's")
     p.add_argument("--mode", choices=("layer_average", "input"), default="layer_average",
                    help="how --budget is measured")
-    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=positive_int, default=16)
     p.add_argument("--compare", action="store_true", help="also run the unpruned model and show both")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--adapter", default="auto", help="adapter name (default: recognise the model)")
+    add_loading_args(p)
     p.set_defaults(func=run_command)
 
 
@@ -55,7 +68,15 @@ def run_command(args: argparse.Namespace) -> int:
     import prunekit
     from prunekit import Budget
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)  # everything that can be checked is, before a model loads
+    check_pipeline(args.preset, args.budget, args.mode)
+    split_options(args.options)
+    if args.model is not None:
+        if args.video is None or args.question is None:
+            raise PrunekitError("with --model, also pass --video FILE and --question TEXT.")
+        check_model_name(args.model)
+    if args.video is not None and not Path(args.video).is_file():
+        raise PrunekitError(f"--video {args.video!r}: no such file.")
     model, processor, prompt, frames = _prepare(args, device)
     budget = Budget(args.budget, args.mode) if args.budget is not None else None
     inputs = processor(text=prompt, videos=[frames], return_tensors="pt").to(device)
@@ -74,49 +95,49 @@ def _prepare(args: argparse.Namespace, device: str):  # noqa: ANN202 - (model, p
 
         model, processor = load_tiny(device)
         frames_n = args.frames or TINY_NUM_FRAMES
-        path, question, options = _demo_clip(args)
-        options = options if args.question is None else (args.options.split("|") if args.options else None)
+        path, question, options, args.correct = _demo_clip(args)
+        options = options if args.question is None else split_options(args.options)
         prompt = build_prompt(question, options)
     else:
-        if args.video is None or args.question is None:  # checked before anything is loaded
-            raise PrunekitError("with --model, also pass --video FILE and --question TEXT.")
-        model, processor = _load_pretrained(args.model, device)
+        from prunekit.tiny import build_prompt
+
+        def check_prompt(processor) -> None:  # noqa: ANN001 - before the weights load
+            if args.prompt == "auto" and not _has_template(processor):
+                raise PrunekitError(f"{args.model!r} has no chat template; pass --prompt tiny (prunekit's tiny-model "
+                                    "prompt) or add a chat_template.jinja to the checkpoint folder.")
+
+        model, processor = load_pretrained(args.model, device, allow_pickle=args.allow_pickle,
+                                           check_processor=check_prompt)
         frames_n = args.frames or 32
         path, question = args.video, args.question
-        prompt = _chat_prompt(processor, question)
+        style = "tiny" if args.prompt == "tiny" else "chat"
+        prompt = (_chat_prompt(processor, question) if style == "chat"
+                  else build_prompt(question, split_options(args.options)))
     frames = video.load(path, frames_n)
     if args.video is None and args.model is None:  # the generated demo clip is not kept
         shutil.rmtree(Path(path).parent, ignore_errors=True)
     return model, processor, prompt, frames
 
 
-def _demo_clip(args: argparse.Namespace) -> tuple[str, str, list[str] | None]:
-    """A generated clip (written as mp4) and its question, unless the user gave a video."""
+def _demo_clip(args: argparse.Namespace) -> tuple[str, str, list[str] | None, str | None]:
+    """A generated clip (written as mp4), its question, options and correct answer, unless the user gave a video."""
     if args.video is not None:
         if args.question is None:
             raise PrunekitError("with --video, also pass --question TEXT (and --options for multiple choice).")
-        return args.video, args.question, None
+        return args.video, args.question, None, None
     from prunekit import video
     from prunekit.demo import demo_clip
 
     clip = demo_clip()
     path = Path(tempfile.mkdtemp(prefix="prunekit-demo-")) / "clip.mp4"
     video.write(path, clip.frames, fps=8)
-    return str(path), clip.question, list(clip.options) if clip.options else None
+    correct = clip.answer if args.question is None else None  # the demo clip's own question only
+    return str(path), clip.question, list(clip.options) if clip.options else None, correct
 
 
-def _load_pretrained(name: str, device: str):  # noqa: ANN202
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    try:
-        processor = AutoProcessor.from_pretrained(name)
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        model = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, attn_implementation="sdpa")
-    except OSError as exc:
-        raise PrunekitError(f"could not load {name!r}: {exc}") from None
-    except ValueError as exc:
-        raise UnsupportedModelError(f"{name!r} is not a video LLM transformers can load: {exc}") from None
-    return model.to(device).eval(), processor
+def _has_template(processor) -> bool:  # noqa: ANN001
+    return bool(getattr(processor, "chat_template", None) or getattr(getattr(processor, "tokenizer", None),
+                                                                   "chat_template", None))
 
 
 def _chat_prompt(processor, question: str) -> str:  # noqa: ANN001
@@ -125,6 +146,8 @@ def _chat_prompt(processor, question: str) -> str:  # noqa: ANN001
 
 
 def _answer(model, processor, inputs, max_new_tokens: int, handle=None) -> Answer:  # noqa: ANN001
+    import torch
+
     with torch.no_grad():
         start = time.perf_counter()
         model(**inputs)  # one prefill, timed on its own
@@ -138,12 +161,15 @@ def _answer(model, processor, inputs, max_new_tokens: int, handle=None) -> Answe
 
 def _report(args: argparse.Namespace, prompt: str, pruned: Answer, baseline: Answer | None) -> None:
     question = prompt.split("<video>")[-1].split("<|im_end|>")[0].strip()
+    correct = getattr(args, "correct", None)
     print(f"question: {question}")
+    if correct is not None:
+        print(f"correct answer: {correct!r}")
     if baseline is not None:
-        print(f"unpruned answer: {baseline.text!r}  (prefill {baseline.prefill_ms:.1f} ms, "
-              f"generate {baseline.total_ms:.1f} ms)")
-    print(f"{args.preset} answer: {pruned.text!r}  (prefill {pruned.prefill_ms:.1f} ms, "
-          f"generate {pruned.total_ms:.1f} ms)")
+        print(f"unpruned answer: {baseline.text!r}{_verdict(baseline.text, correct)}  (prefill "
+              f"{baseline.prefill_ms:.1f} ms, generate {baseline.total_ms:.1f} ms)")
+    print(f"{args.preset} answer: {pruned.text!r}{_verdict(pruned.text, correct)}  (prefill "
+          f"{pruned.prefill_ms:.1f} ms, generate {pruned.total_ms:.1f} ms)")
     stats = pruned.stats
     if stats is not None:
         sample = stats.samples[0]
@@ -151,5 +177,14 @@ def _report(args: argparse.Namespace, prompt: str, pruned: Answer, baseline: Ans
         print(f"visual tokens: {sample.n_visual} in {sample.segments} segment(s); kept per stage: {stages}")
         print(f"retention: input {stats.input_retention:.1%}, layer-average {stats.layer_average_retention:.1%}; "
               f"prefill FLOPs ratio {stats.flops_ratio:.3f}")
+    if baseline is not None and correct is not None:
+        print("(one clip says little: 'prunekit bench' measures accuracy over 270 clips of the synthetic suite)")
     if baseline is not None:
         print(f"prefill speed-up: {baseline.prefill_ms / max(pruned.prefill_ms, 1e-9):.2f}x")
+
+
+def _verdict(answer: str, correct: str | None) -> str:
+    """`` (right)`` / `` (wrong)`` when the correct answer is known: a wrong answer is shown, never hidden."""
+    if correct is None:
+        return ""
+    return " (right)" if answer.strip().strip(".").lower() == correct.strip().lower() else " (wrong)"

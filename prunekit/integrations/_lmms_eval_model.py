@@ -111,7 +111,7 @@ class PrunekitModel(lmms):
         summary = self.prunekit_summary()
         eval_logger.info(f"prunekit: {json.dumps(summary)}")
         if self._prunekit_stats_path:
-            path = Path(self._prunekit_stats_path)
+            path = stats_path(self._prunekit_stats_path)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(summary, indent=1) + "\n")
         if self._prunekit_hook is not None:
@@ -123,15 +123,43 @@ class PrunekitModel(lmms):
         super().clean()
 
 
+def stats_path(path: str | Path) -> Path:
+    """Where this process writes ``prunekit_stats``: the path itself, or ``NAME.rankR.json`` per rank when
+    several processes run (each rank prunes its own share of the requests)."""
+    path = Path(path)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return path
+    return path.with_name(f"{path.stem}.rank{int(os.environ.get('RANK', '0'))}{path.suffix or '.json'}")
+
+
+def default_device(requested: Any) -> str:
+    """The device to load on: what was asked for, except CUDA on a host without a GPU (then the CPU)."""
+    import torch
+
+    device = str(requested) if requested else ""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        eval_logger.warning(f"prunekit: device={device} but no CUDA GPU is visible; using the CPU.")
+        return "cpu"
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def _base_kwargs(base_cls: type, base: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Defaults prunekit needs from the wrapped class: SDPA attention, and a usable device map."""
+    """Defaults prunekit needs from the wrapped class: SDPA attention, an available device and device map."""
+    import torch
+
     kwargs = dict(kwargs)
     params = inspect.signature(base_cls.__init__).parameters
     if "attn_implementation" in params and kwargs.get("attn_implementation") is None:
         kwargs["attn_implementation"] = "sdpa"  # prunekit's runtime needs sdpa or eager
     if "max_batch_size" in kwargs and "max_batch_size" not in params:
         kwargs.pop("max_batch_size")  # the base classes reject unknown arguments
+    if base == "llava_hf" and int(str(kwargs.get("batch_size", 1))) != 1:
+        raise ConfigError(f"lmms-eval's llava_hf model runs one request at a time; pass --batch_size 1 (got "
+                          f"{kwargs['batch_size']}). Use several processes for throughput (see the docs).")
+    if "device" in params:
+        kwargs["device"] = default_device(kwargs.get("device"))
     single_process = int(os.environ.get("WORLD_SIZE", "1")) <= 1
-    if base == "llava_hf" and not kwargs.get("device_map") and single_process:
-        kwargs["device_map"] = kwargs.get("device", "cuda")  # transformers >= 5 rejects llava_hf's default ""
+    if base == "llava_hf" and not kwargs.get("device_map") and (single_process or not torch.cuda.is_available()):
+        kwargs["device_map"] = kwargs.get("device", "cpu")  # transformers >= 5 rejects llava_hf's default ""
     return kwargs

@@ -11,7 +11,7 @@ from torch import nn
 
 from prunekit.budget import Budget
 from prunekit.config import PipelineConfig
-from prunekit.errors import PrunekitError, UnsupportedModelError
+from prunekit.errors import BudgetError, ConfigError, PrunekitError, UnsupportedModelError
 from prunekit.model_adapter import ModelAdapter, find_adapter
 from prunekit.pipeline import Pipeline
 from prunekit.runtime.session import PruneSession
@@ -104,7 +104,8 @@ def apply(model: nn.Module, pipeline: Pipeline | PipelineConfig | str, budget: B
 
     Args:
         model: a supported Hugging Face model (LLaVA-OneVision, LLaVA-Video, Qwen2-VL, Qwen2.5-VL).
-        pipeline: a preset name (``"hieravid-30"``), a `PipelineConfig` or a `Pipeline`.
+        pipeline: a preset name (``"hieravid-30"``), a config file (``"my.yaml"``), a `PipelineConfig` or a
+            `Pipeline`.
         budget: overrides the pipeline's budget; a float means layer-averaged retention.
         adapter: ``"auto"`` (recognise the model) or an adapter name.
         adapter_options: keyword options of the adapter (e.g. ``{"newline": "keep"}`` for ``llava_video``).
@@ -113,6 +114,8 @@ def apply(model: nn.Module, pipeline: Pipeline | PipelineConfig | str, budget: B
     Returns:
         A `PruneHandle`; ``handle.remove()`` restores the original behaviour exactly.
     """
+    _check_model(model)
+    _check_budget(budget)
     pipe = _as_pipeline(pipeline, budget)
     previous = _HANDLES.get(model)
     if previous is not None and previous.active:
@@ -121,7 +124,7 @@ def apply(model: nn.Module, pipeline: Pipeline | PipelineConfig | str, budget: B
                 f"this model already prunes with {previous.pipeline.config.name!r}; call handle.remove() first "
                 "or pass replace=True.")
         previous.remove()
-    found = find_adapter(model, adapter, **(adapter_options or {}))
+    found = _adapter(model, adapter, adapter_options)
     _check_attention(model)
     _check_depth(pipe, found)
     handle = PruneHandle(model, found, pipe)
@@ -135,6 +138,56 @@ def is_pruned(model: nn.Module) -> bool:
     return handle is not None and handle.active
 
 
+def _check_model(model: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModelError(
+            f"apply() needs a loaded Hugging Face model (a torch.nn.Module), got {type(model).__name__}; load it "
+            "first, e.g. LlavaOnevisionForConditionalGeneration.from_pretrained(path, attn_implementation='sdpa').")
+
+
+def _check_budget(budget: object) -> None:
+    if budget is None or isinstance(budget, Budget):
+        return
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)):
+        raise BudgetError(f"budget must be a number in (0, 1] or a Budget, got {budget!r} "
+                          f"({type(budget).__name__}); e.g. budget=0.3 or Budget(0.3, mode='input').")
+
+
+def _adapter(model: nn.Module, name: str, options: dict | None) -> ModelAdapter:
+    """`find_adapter` with a named error for options the adapter does not take and for a forced adapter
+    that cannot read this model's structure."""
+    if options is not None and not isinstance(options, dict):
+        raise ConfigError(f"adapter_options must be a dict of keyword options, got {type(options).__name__}.")
+    try:
+        found = find_adapter(model, name, **(options or {}))
+    except TypeError as exc:
+        if not options:
+            raise
+        raise ConfigError(f"adapter_options {sorted(options)} are not all accepted by the {name!r} adapter ({exc}); "
+                          "see the adapter's documentation for its options.") from None
+    if name != "auto" and not found.matches(model):
+        owner = _matching_adapter(model)
+        if owner is not None:
+            raise UnsupportedModelError(
+                f"adapter {name!r} is for {', '.join(found.model_classes)}, but {type(model).__name__} is handled by "
+                f"the {owner!r} adapter; use adapter='auto' (or adapter={owner!r}).")
+    try:
+        found.layers  # noqa: B018 - reading the structure is the check
+        found.text_config  # noqa: B018
+    except AttributeError as exc:
+        raise UnsupportedModelError(
+            f"the {found.name!r} adapter cannot read {type(model).__name__} ({exc}); it supports "
+            f"{', '.join(found.model_classes) or 'its own model classes'}. Use adapter='auto' or an adapter "
+            "for this model family.") from None
+    return found
+
+
+def _matching_adapter(model: nn.Module) -> str | None:
+    from prunekit.plugins import get_registry
+
+    return next((e.name for e in get_registry().entries("adapter") if e.obj.matches(model)), None)
+
+
 def _as_pipeline(pipeline: Pipeline | PipelineConfig | str, budget: Budget | float | None) -> Pipeline:
     if isinstance(pipeline, str):
         return Pipeline.from_preset(pipeline, budget)
@@ -142,7 +195,8 @@ def _as_pipeline(pipeline: Pipeline | PipelineConfig | str, budget: Budget | flo
         return Pipeline(pipeline if budget is None else pipeline.with_budget(budget))
     if isinstance(pipeline, Pipeline):
         return pipeline if budget is None else Pipeline(pipeline.config.with_budget(budget))
-    raise TypeError(f"pipeline must be a preset name, a PipelineConfig or a Pipeline, got {type(pipeline).__name__}.")
+    raise ConfigError(f"pipeline must be a preset name, a config file path, a PipelineConfig or a Pipeline, got "
+                      f"{type(pipeline).__name__}.")
 
 
 def _check_attention(model: nn.Module) -> None:

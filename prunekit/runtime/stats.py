@@ -52,19 +52,20 @@ class ForwardStats:
     samples: list[SampleStats]
     timings_ms: dict[str, float] = field(default_factory=dict)
 
-    def _mean(self, name: str) -> float:
-        values = [getattr(s, name) for s in self.samples]
+    def _mean(self, name: str, video_only: bool = False) -> float:
+        samples = [s for s in self.samples if s.n_visual > 0] if video_only else self.samples
+        values = [getattr(s, name) for s in samples]
         return sum(values) / len(values) if values else 1.0
 
     @property
     def input_retention(self) -> float:
-        """Mean fraction of visual tokens that entered the LLM."""
-        return self._mean("input_retention")
+        """Mean fraction of visual tokens that entered the LLM, over the samples with video (1.0 if none)."""
+        return self._mean("input_retention", video_only=True)
 
     @property
     def layer_average_retention(self) -> float:
-        """Mean layer-averaged visual retention."""
-        return self._mean("layer_average_retention")
+        """Mean layer-averaged visual retention, over the samples with video (1.0 if none)."""
+        return self._mean("layer_average_retention", video_only=True)
 
     @property
     def flops_ratio(self) -> float:

@@ -17,7 +17,7 @@ from prunekit.types import Segments, Stage, VideoLayout
 __all__ = [
     "simulate_or_refuse", "assert_pipeline_guarantees", "assert_retention", "assert_kept_ids",
     "assert_segments_keep_tokens", "assert_counts", "assert_noop", "assert_segmentation", "assert_schedule",
-    "assert_selection", "GUARANTEES",
+    "assert_selection", "assert_sorted_tensor", "GUARANTEES",
 ]
 
 GUARANTEES = {
@@ -32,6 +32,7 @@ EXACT_COUNT = "exact-count guarantee (a stage returns exactly the requested numb
 DETERMINISM = "determinism guarantee (same input and seed give the same result)"
 PURITY = "purity guarantee (stages never modify their input tensors)"
 MERGE = "merge guarantee (sources are dropped, targets are kept, every segment keeps a token)"
+SORTED_TENSOR = "index-tensor guarantee (a selector returns a sorted 1-D integer torch.Tensor)"
 FEASIBLE = "feasibility guarantee (BudgetError only for requests that cannot be met)"
 
 
@@ -57,6 +58,15 @@ def as_index(value: Any, what: str) -> torch.Tensor:
         fail(EXACT_COUNT, f"{what} must return a 1-D integer tensor, got dtype {out.dtype} "
                            f"and shape {tuple(out.shape)}")
     return out.long()
+
+
+def assert_sorted_tensor(pick: Any, what: str = "selector") -> None:
+    """The selector contract: a `torch.Tensor`, ascending (the runtime's kept ids stay in sequence order)."""
+    if not isinstance(pick, torch.Tensor):
+        fail(SORTED_TENSOR, f"{what} returned a {type(pick).__name__}; return a torch.Tensor of indices")
+    if pick.numel() > 1 and bool((pick[1:] < pick[:-1]).any()):
+        fail(SORTED_TENSOR, f"{what} returned unsorted indices {pick.tolist()[:10]}...; return "
+                            "torch.sort(indices).values")
 
 
 def assert_selection(pick: Any, keep: int, n: int, what: str = "selector") -> torch.Tensor:

@@ -33,6 +33,7 @@ from prunekit.testing.assertions import (
     assert_schedule,
     assert_segmentation,
     assert_selection,
+    assert_sorted_tensor,
     fail,
     minmax,
 )
@@ -251,8 +252,9 @@ def check_frame_selector(cls: type[FrameSelector], config: StageConfig | dict[st
         n = feats.shape[0]
         keep = data.draw(st.one_of(st.integers(1, n), st.sampled_from([1, n])), label="keep")
         original = feats.clone()
-        pick = _call(name, selector.select, feats, keep, context_with(ctx, seed))
-        pick = assert_selection(pick, keep, n, name)
+        raw = _call(name, selector.select, feats, keep, context_with(ctx, seed))
+        pick = assert_selection(raw, keep, n, name)
+        assert_sorted_tensor(raw, name)
         _check_unchanged(original, feats, name)
         if keep == n and not torch.equal(pick, torch.arange(n)):
             fail(EXACT_COUNT, f"{name} with keep = n = {n} must keep every token")
