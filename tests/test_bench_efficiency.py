@@ -117,3 +117,19 @@ def test_gap_profile_labels_modules_and_prunekit_parts(capsys) -> None:  # noqa:
     if not torch.cuda.is_available():  # pragma: no branch - CI has no GPU
         assert gaps.main(["--model-shape", "tiny"]) == 2
         assert "needs a CUDA GPU" in capsys.readouterr().out
+
+
+def test_flops_ratio_is_per_sample_at_batch_two(tmp_path) -> None:  # noqa: ANN001
+    # The unpruned FLOPs were once counted for one row while a pruned entry summed its rows, so the
+    # printed ratio grew with the batch (HieraVid-30 read 1.100 at batch 4).
+    out = tmp_path / "eff"
+    assert main(["bench", "efficiency", "--model-shape", "tiny", "--strategies", "hieravid-30", "--batch", "2",
+                 "--repeats", "1", "--decode-repeats", "1", "--profile-repeats", "1", "--warmup", "0",
+                 "--new-tokens", "2", "--no-progress", "--no-dpp-check", "--out", str(out)]) == 0
+    run = json.loads((out / "efficiency.json").read_text())["runs"][0]
+    hieravid = run["strategies"][1]
+    samples = hieravid["stats"]["samples"]
+    assert len(samples) == 2
+    assert all(s["n_visual"] + s["n_text"] == run["sequence_length"] for s in samples)
+    assert hieravid["ratios"]["flops_ratio"] == pytest.approx(hieravid["stats"]["flops_ratio"], rel=1e-9)
+    assert hieravid["ratios"]["flops_ratio"] < 0.5

@@ -219,14 +219,19 @@ def generate_once(model: torch.nn.Module, inputs: dict, new_tokens: int, probes:
     return out
 
 
-def analytic_flops(stats: Any, seq_len: int, num_layers: int, hidden: int, intermediate: int) -> float:
-    """Prefill FLOPs (FastV's formula) of the latest forward, summed over the batch."""
+def analytic_flops(stats: Any, seq_len: int, num_layers: int, hidden: int, intermediate: int,
+                   batch: int = 1) -> float:
+    """Prefill FLOPs (FastV's formula) of the latest forward, summed over the batch.
+
+    ``stats`` None (the unpruned model): ``batch`` rows of ``seq_len`` tokens each, so that the ratio
+    of a pruned entry (summed over its samples) to the unpruned one is a per-sample ratio at any batch.
+    """
     from prunekit.budget import visual_tokens_per_layer
     from prunekit.flops import flops
     from prunekit.types import Stage
 
     if stats is None:
-        return flops([seq_len] * num_layers, hidden, intermediate)
+        return batch * flops([seq_len] * num_layers, hidden, intermediate)
     total = 0.0
     for s in stats.samples:
         if not s.stages:
@@ -372,7 +377,7 @@ def measure_strategy(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: dict
         "peak_gib": max((r["peak_gib"] for r in first + full), default=float("nan")),
     }
     entry["flops"] = analytic_flops(stats, seq_len, text_cfg.num_hidden_layers, text_cfg.hidden_size,
-                                    text_cfg.intermediate_size)
+                                    text_cfg.intermediate_size, batch=record["batch"])
     if handle is not None:
         entry["pipeline_fingerprint"] = handle.pipeline.config.fingerprint()
         entry["stats"] = stats.to_dict() if stats is not None else None
