@@ -23,6 +23,10 @@ def test_efficiency_benchmark_runs_on_cpu_and_writes_every_output(tmp_path) -> N
     assert 0.0 < hieravid["ratios"]["flops_ratio"] < 1.0
     assert hieravid["overhead"]["available"] and hieravid["overhead"]["total_ms"] > 0
     assert hieravid["stats"]["samples"][0]["layer_average_retention"] <= 0.3 + 1e-9
+    for entry in run["strategies"]:  # the zero-overhead limit of every row, printed beside its speedup
+        assert entry["limit"]["llm_prefill_ms"]["median"] > 0 and entry["ratios"]["of_limit"] > 0
+    assert hieravid["tokens_per_layer"][-1] < run["sequence_length"] == run["strategies"][0]["tokens_per_layer"][0]
+    assert "| limit ms | of limit |" in (out / "efficiency.md").read_text()
 
 
 def test_merge_keeps_every_run_and_writes_one_report(tmp_path) -> None:  # noqa: ANN001

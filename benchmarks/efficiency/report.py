@@ -42,9 +42,10 @@ def run_table(run: dict[str, Any]) -> str:
         + (" Video pooling on the channels-last view (`--fast-pooling`), every row." if run.get("fast_pooling")
            else ""),
         "",
-        "| strategy | visual kept (layer avg) | FLOPs ratio | vision ms | LLM prefill ms | prefill speedup | TTFT ms "
-        "| TTFT speedup | decode tok/s | decode speedup | peak GiB | prunekit ms | % of unpruned prefill |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| strategy | visual kept (layer avg) | FLOPs ratio | vision ms | LLM prefill ms | prefill speedup "
+        "| limit ms | of limit | TTFT ms | TTFT speedup | decode tok/s | decode speedup | peak GiB | prunekit ms "
+        "| % of unpruned prefill |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in run["strategies"]:
         m, r = e["metrics"], e.get("ratios", {})
@@ -55,6 +56,7 @@ def run_table(run: dict[str, Any]) -> str:
         lines.append(
             f"| {e['name']} | {_f(kept, '.1%')} | {_f(r.get('flops_ratio'), '.3f')} | {_f(_med(m['vision_ms']))} "
             f"| {_f(_med(m['llm_prefill_ms']))} | {_f(r.get('llm_prefill_speedup'), '.2f', 'x')} "
+            f"| {_f(_med((e.get('limit') or {}).get('llm_prefill_ms')))} | {_f(r.get('of_limit'), '.0%')} "
             f"| {_f(_med(m['ttft_ms']))} | {_f(r.get('ttft_speedup'), '.2f', 'x')} "
             f"| {_f(_med(m['decode_tokens_per_s']))} | {_f(r.get('decode_speedup'), '.2f', 'x')} "
             f"| {_f(m.get('peak_gib'), '.2f')} | {_f(over.get('total_ms'), '.2f')} | {_f(share, '.1%')} |")

@@ -9,6 +9,8 @@ on a GPU, float32 on the CPU), feeds one processor-free video (scene-structured 
 * time to first token (``generate(max_new_tokens=1)``, host wall clock around a synchronised call);
 * decode tokens/s over ``new_tokens`` generated tokens (events from the first decode step to the end);
 * peak GPU memory (``torch.cuda.max_memory_allocated`` over a full generate);
+* the zero-overhead limit: the strategy's realized per-layer token counts run through the same
+  language model by plain slicing (see `limit`), and ``of limit`` = limit ms / LLM prefill ms;
 * prunekit's own overhead per part (segmentation, merge, relevance, allocation, DPP, selector, and
   the hook totals that include gathers and masks), CUDA events, in separate profiled runs.
 
@@ -33,6 +35,7 @@ from typing import Any
 
 import torch
 
+from . import limit
 from .probes import PARTS, Mark, ModuleProbe, instrument, merged_snapshot, sync
 from .scenes import SceneFeatures
 from .shapes import SHAPES, ModelShape, build, get_shape, make_inputs
@@ -68,6 +71,7 @@ class EfficiencyConfig:
     sdpa_backend: str = "auto"  # auto, flash, efficient, cudnn, math: pin torch's SDPA kernel for every row
     gc_freeze: bool = False  # gc.freeze() after building the model: collections skip its objects
     fast_pooling: bool = False  # LLaVA-OV: pool on the channels-last view (bit-identical), for every row
+    limit_repeats: int | None = None  # runs of each strategy's zero-overhead limit (None: repeats; 0: skip)
 
 
 SDPA_BACKENDS = ("auto", "flash", "efficient", "cudnn", "math")
@@ -337,6 +341,9 @@ def run_shape(cfg: EfficiencyConfig, shape: ModelShape, device: torch.device, lo
     bar.close()
     scenes.remove()
     probes.remove()
+    limit_repeats = cfg.repeats if cfg.limit_repeats is None else cfg.limit_repeats
+    if limit_repeats > 0:
+        measure_limit_rows(model, record, limit_repeats, cfg.warmup, cuda, log)
     _finish_ratios(record)
     del model
     if cuda:
@@ -378,6 +385,7 @@ def measure_strategy(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: dict
     }
     entry["flops"] = analytic_flops(stats, seq_len, text_cfg.num_hidden_layers, text_cfg.hidden_size,
                                     text_cfg.intermediate_size, batch=record["batch"])
+    entry["tokens_per_layer"] = limit.tokens_per_layer(stats, seq_len, text_cfg.num_hidden_layers)
     if handle is not None:
         entry["pipeline_fingerprint"] = handle.pipeline.config.fingerprint()
         entry["stats"] = stats.to_dict() if stats is not None else None
@@ -395,6 +403,30 @@ def measure_strategy(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: dict
         bar.update(cfg.profile_repeats)
     if cfg.torch_profile and (not cfg.torch_profile_only or spec.label in cfg.torch_profile_only):
         entry["torch_profile"] = torch_profile(model, inputs, cfg.torch_profile, cuda)
+
+
+def measure_limit_rows(model: torch.nn.Module, record: dict[str, Any], repeats: int, warmup: int, cuda: bool,
+                       log: Any) -> None:
+    """Time every entry's zero-overhead limit (``entry["limit"]``), the rows alternated; the model must
+    carry no prunekit hooks."""
+    entries = [e for e in record["strategies"] if e.get("tokens_per_layer")]
+    schedules = {e["name"]: e["tokens_per_layer"] for e in entries}
+    times = limit.measure_limits(model, schedules, record["batch"], repeats, max(1, warmup), cuda)
+    for e in entries:
+        e["limit"] = {"llm_prefill_ms": _summary(times[e["name"]])}
+        log(f"{record['model_shape']} {e['name']:>14}: limit {e['limit']['llm_prefill_ms']['median']:.2f} ms "
+            f"(per-layer tokens {_runs(e['tokens_per_layer'])})")
+
+
+def _runs(values: Sequence[int]) -> str:
+    """``[100, 100, 50, 50, 50]`` -> ``"100x2, 50x3"``."""
+    out: list[list[int]] = []
+    for v in values:
+        if out and out[-1][0] == v:
+            out[-1][1] += 1
+        else:
+            out.append([v, 1])
+    return ", ".join(f"{v}x{n}" for v, n in out)
 
 
 def profile_overhead(model: torch.nn.Module, inputs: dict, handle: Any, probes: Probes, repeats: int, cuda: bool,
@@ -456,9 +488,13 @@ def _finish_ratios(record: dict[str, Any]) -> None:
         def ratio(num: Any, den: Any) -> float | None:
             return num / den if num and den else None
 
+        limit_ms = (e.get("limit") or {}).get("llm_prefill_ms", {}).get("median")
+
         e["ratios"] = {
             "flops_ratio": ratio(e["flops"], base["flops"]),
             "llm_prefill_speedup": ratio(bm["llm_prefill_ms"]["median"], m["llm_prefill_ms"]["median"]),
+            "of_limit": ratio(limit_ms, m["llm_prefill_ms"]["median"]),
+            "limit_speedup": ratio(bm["llm_prefill_ms"]["median"], limit_ms),
             "ttft_speedup": ratio(bm["ttft_ms"]["median"], m["ttft_ms"]["median"]),
             "decode_speedup": ratio(m["decode_tokens_per_s"]["median"], bm["decode_tokens_per_s"]["median"]),
             "peak_memory_ratio": ratio(m["peak_gib"], bm["peak_gib"]),
@@ -597,6 +633,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sdpa-backend", default="auto", choices=SDPA_BACKENDS,
                         help="pin torch's attention kernel for every row (e.g. to compare decode without cuDNN's "
                         "per-shape plans)")
+    parser.add_argument("--limit-repeats", type=int, default=None,
+                        help="runs of each strategy's zero-overhead limit (its per-layer token counts by plain "
+                        "slicing; default: --repeats; 0: skip)")
     parser.add_argument("--fast-pooling", action="store_true",
                         help="LLaVA-OV: pool video features on the channels-last view, bit-identical and ~200x "
                         "faster on CUDA (prunekit.adapters.pooling), for the unpruned model and every strategy")
@@ -612,7 +651,8 @@ def config_from_args(args: argparse.Namespace) -> EfficiencyConfig:
         scene_frames=args.scene_frames, device=args.device, dpp_check=not args.no_dpp_check,
         dpp_bench=not args.no_dpp_bench, seed=args.seed, out=args.out, progress=not args.no_progress,
         torch_profile=args.torch_profile, torch_profile_only=split(args.torch_profile_only),
-        sdpa_backend=args.sdpa_backend, gc_freeze=args.gc_freeze, fast_pooling=args.fast_pooling)
+        sdpa_backend=args.sdpa_backend, gc_freeze=args.gc_freeze, fast_pooling=args.fast_pooling,
+        limit_repeats=args.limit_repeats)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
