@@ -86,6 +86,28 @@ def overhead_table(run: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def decode_table(run: dict[str, Any]) -> str:
+    """Per-step decode times of the alternated runs (see `benchmarks.efficiency.decode`)."""
+    dec = run.get("decode")
+    if not dec:
+        return ""
+    lines = [
+        f"Decode on {run['model_shape']}, batch {run['batch']}: {dec['runs']} runs of {dec['new_tokens']} new tokens "
+        f"per row, rows alternated within each run ({dec['timer']}). Step = GPU timeline from one decode forward's "
+        "start to the next; host = host time inside the forward; forward = its GPU-timeline span. Speedup: "
+        "geometric mean of the per-run paired ratios, 95% interval.",
+        "",
+        "| strategy | step ms | tok/s | host ms | forward ms | decode speedup | 95% interval |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in dec["rows"].items():
+        sp = row["speedup"]
+        interval = "–" if sp.get("ci_low") is None else f"{sp['ci_low']:.3f}–{sp['ci_high']:.3f}"
+        lines.append(f"| {name} | {_f(row['step_ms'], '.2f')} | {_f(row['tokens_per_s'])} | {_f(row['host_ms'], '.2f')} "
+                     f"| {_f(row['forward_ms'], '.2f')} | {_f(sp.get('speedup'), '.3f', 'x')} | {interval} |")
+    return "\n".join(lines)
+
+
 def dpp_tables(dpp: dict[str, Any]) -> str:
     """Correctness and timing tables of the DPP backends."""
     lines = ["### Greedy DPP: Triton fast path vs torch path", "",
@@ -111,6 +133,8 @@ def markdown(result: dict[str, Any]) -> str:
     parts = ["## Efficiency benchmark", "", header(result), ""]
     for run in result["runs"]:
         parts += [run_table(run), "", overhead_table(run), ""]
+        if run.get("decode"):
+            parts += [decode_table(run), ""]
     if result.get("dpp"):
         parts += [dpp_tables(result["dpp"]), ""]
     return "\n".join(parts)

@@ -9,6 +9,8 @@ on a GPU, float32 on the CPU), feeds one processor-free video (scene-structured 
 * time to first token (``generate(max_new_tokens=1)``, host wall clock around a synchronised call);
 * decode tokens/s over ``new_tokens`` generated tokens (events from the first decode step to the end);
 * peak GPU memory (``torch.cuda.max_memory_allocated`` over a full generate);
+* with ``decode_runs``: decode per step (GPU timeline and host time apart, see `decode`), every row
+  alternated within each run, and the speedup with a 95% interval;
 * the zero-overhead limit: the strategy's realized per-layer token counts run through the same
   language model by plain slicing (see `limit`), and ``of limit`` = limit ms / LLM prefill ms;
 * prunekit's own overhead per part (segmentation, merge, relevance, allocation, DPP, selector, and
@@ -35,7 +37,7 @@ from typing import Any
 
 import torch
 
-from . import limit
+from . import decode, limit
 from .probes import PARTS, Mark, ModuleProbe, instrument, merged_snapshot, sync
 from .scenes import SceneFeatures
 from .shapes import SHAPES, ModelShape, build, get_shape, make_inputs
@@ -71,6 +73,8 @@ class EfficiencyConfig:
     sdpa_backend: str = "auto"  # auto, flash, efficient, cudnn, math: pin torch's SDPA kernel for every row
     gc_freeze: bool = False  # gc.freeze() after building the model: collections skip its objects
     fast_pooling: bool = False  # LLaVA-OV: pool on the channels-last view (bit-identical), for every row
+    decode_runs: int = 0  # alternated decode runs per row (0: skip); see `decode`
+    decode_tokens: int = 128  # new tokens per alternated decode run
     limit_repeats: int | None = None  # runs of each strategy's zero-overhead limit (None: repeats; 0: skip)
 
 
@@ -339,8 +343,10 @@ def run_shape(cfg: EfficiencyConfig, shape: ModelShape, device: torch.device, lo
             f"{(m['decode_tokens_per_s']['median'] or float('nan')):.1f} tok/s, peak {m['peak_gib']:.2f} GiB"
             + (f", overhead {entry['overhead']['total_ms']:.2f} ms" if "overhead" in entry else ""))
     bar.close()
-    scenes.remove()
     probes.remove()
+    if cfg.decode_runs > 0:
+        record["decode"] = measure_decode_rows(cfg, model, inputs, specs, cuda, log)
+    scenes.remove()
     limit_repeats = cfg.repeats if cfg.limit_repeats is None else cfg.limit_repeats
     if limit_repeats > 0:
         measure_limit_rows(model, record, limit_repeats, cfg.warmup, cuda, log)
@@ -403,6 +409,30 @@ def measure_strategy(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: dict
         bar.update(cfg.profile_repeats)
     if cfg.torch_profile and (not cfg.torch_profile_only or spec.label in cfg.torch_profile_only):
         entry["torch_profile"] = torch_profile(model, inputs, cfg.torch_profile, cuda)
+
+
+def measure_decode_rows(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: dict,
+                        specs: Sequence[StrategySpec], cuda: bool, log: Any) -> dict[str, Any]:
+    """Alternated per-step decode timings of every row (see `decode`); the model must carry no hooks."""
+    import prunekit
+
+    def prepare(spec: StrategySpec) -> Any:
+        return None if spec.preset == UNPRUNED else prunekit.apply(model, spec.preset, budget=spec.budget)
+
+    rows = {spec.label: (lambda spec=spec: prepare(spec)) for spec in specs}
+    warmup = 1 if cfg.warmup > 0 else 0
+    bar = _progress((warmup + cfg.decode_runs) * len(rows), cfg.progress, "decode, rows alternated")
+    per_run = decode.measure_alternated(model, inputs, rows, cfg.decode_tokens, cfg.decode_runs, warmup, cuda,
+                                        progress=bar.update)
+    bar.close()
+    summary = decode.summarize(per_run, UNPRUNED, cfg.batch)
+    for name, row in summary.items():
+        sp = row["speedup"]
+        log(f"decode {name:>14}: step {row['step_ms']:.2f} ms (host {row['host_ms']:.2f} ms, forward on the GPU "
+            f"timeline {row['forward_ms']:.2f} ms), speedup {sp['speedup']:.3f}x"
+            + (f" [{sp['ci_low']:.3f}, {sp['ci_high']:.3f}]" if sp["ci_low"] is not None else ""))
+    return {"new_tokens": cfg.decode_tokens, "runs": cfg.decode_runs, "warmup": warmup,
+            "timer": "cuda events" if cuda else "host clock", "rows": summary}
 
 
 def measure_limit_rows(model: torch.nn.Module, record: dict[str, Any], repeats: int, warmup: int, cuda: bool,
@@ -633,6 +663,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sdpa-backend", default="auto", choices=SDPA_BACKENDS,
                         help="pin torch's attention kernel for every row (e.g. to compare decode without cuDNN's "
                         "per-shape plans)")
+    parser.add_argument("--decode-runs", type=int, default=0,
+                        help="alternated decode runs per row, each step timed (GPU timeline and host apart) with "
+                        "a 95%% interval on the speedup (0: skip; 5 or more to tell 5%% apart)")
+    parser.add_argument("--decode-tokens", type=int, default=128, help="new tokens per alternated decode run")
     parser.add_argument("--limit-repeats", type=int, default=None,
                         help="runs of each strategy's zero-overhead limit (its per-layer token counts by plain "
                         "slicing; default: --repeats; 0: skip)")
@@ -652,7 +686,7 @@ def config_from_args(args: argparse.Namespace) -> EfficiencyConfig:
         dpp_bench=not args.no_dpp_bench, seed=args.seed, out=args.out, progress=not args.no_progress,
         torch_profile=args.torch_profile, torch_profile_only=split(args.torch_profile_only),
         sdpa_backend=args.sdpa_backend, gc_freeze=args.gc_freeze, fast_pooling=args.fast_pooling,
-        limit_repeats=args.limit_repeats)
+        limit_repeats=args.limit_repeats, decode_runs=args.decode_runs, decode_tokens=args.decode_tokens)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
