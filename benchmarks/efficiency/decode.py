@@ -79,7 +79,7 @@ class StepRecorder:
         """The decode steps' times (call after synchronising); the first forward is the prefill."""
         steps = self.spans[1:]
         out = StepTimes()
-        for (start, end), (next_start, _) in zip(steps, steps[1:]):
+        for (start, _end), (next_start, _) in zip(steps, steps[1:]):
             out.step_ms.append(start.until(next_start))
         for start, end in steps:
             if end is not None:

@@ -103,8 +103,9 @@ def decode_table(run: dict[str, Any]) -> str:
     for name, row in dec["rows"].items():
         sp = row["speedup"]
         interval = "–" if sp.get("ci_low") is None else f"{sp['ci_low']:.3f}–{sp['ci_high']:.3f}"
-        lines.append(f"| {name} | {_f(row['step_ms'], '.2f')} | {_f(row['tokens_per_s'])} | {_f(row['host_ms'], '.2f')} "
-                     f"| {_f(row['forward_ms'], '.2f')} | {_f(sp.get('speedup'), '.3f', 'x')} | {interval} |")
+        lines.append(f"| {name} | {_f(row['step_ms'], '.2f')} | {_f(row['tokens_per_s'])} "
+                     f"| {_f(row['host_ms'], '.2f')} | {_f(row['forward_ms'], '.2f')} "
+                     f"| {_f(sp.get('speedup'), '.3f', 'x')} | {interval} |")
     return "\n".join(lines)
 
 
