@@ -361,7 +361,7 @@ def measure_strategy(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: dict
                      entry: dict[str, Any], spec: StrategySpec, record: dict[str, Any], bar: Any, cuda: bool,
                      log: Any) -> None:
     """Fill ``entry`` with the measurements of one strategy (``handle`` None: the unpruned model)."""
-    from . import dppcheck
+    from . import diversitycheck, dppcheck
 
     text_cfg = model.config.get_text_config()
     seq_len = record["sequence_length"]
@@ -405,6 +405,17 @@ def measure_strategy(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: dict
             log(f"[dpp-check] {shape_key} {spec.label}: fast path vs torch path on the run's own "
                 f"{len(calls)} selector calls: {'IDENTICAL' if ok else 'DIFFERENT'} "
                 f"{[(c['segments'], c['identical_segments']) for c in entry['dpp_check']]}")
+        if cfg.dpp_check and diversitycheck.applies(handle):
+            with diversitycheck.capture_select_calls(handle) as calls:
+                generate_once(model, inputs, 1, probes)
+            entry["diversity_check"] = diversitycheck.compare(calls, cuda)
+            log(f"[diversity-check] {shape_key} {spec.label}: fast path vs torch loop on the run's own "
+                f"{len(calls)} selector calls"
+                + ("" if all(c["fast_path"] for c in entry["diversity_check"])
+                   else " (no Triton here: torch both sides)")
+                + ": "
+                + ", ".join(f"{c['tokens']}->{c['keep']} {'IDENTICAL' if c['identical'] else 'DIFFERENT'} "
+                            f"({c['torch_ms']:.2f} -> {c['fast_ms']:.2f} ms)" for c in entry["diversity_check"]))
     else:
         bar.update(cfg.profile_repeats)
     if cfg.torch_profile and (not cfg.torch_profile_only or spec.label in cfg.torch_profile_only):
