@@ -39,10 +39,10 @@ def test_decode_once_times_every_decode_step_and_leaves_no_hooks() -> None:
 
 def test_bench_decode_rows_alternated_with_intervals(tmp_path) -> None:  # noqa: ANN001
     out = tmp_path / "eff"
-    assert main(["bench", "efficiency", "--model-shape", "tiny", "--strategies", "hieravid-30", "--repeats", "1",
-                 "--decode-repeats", "1", "--profile-repeats", "1", "--warmup", "0", "--new-tokens", "2",
-                 "--decode-runs", "3", "--decode-tokens", "5", "--limit-repeats", "0", "--no-progress",
-                 "--out", str(out)]) == 0
+    assert main(["bench", "efficiency", "--model-shape", "tiny", "--strategies", "hieravid-30,fastv",
+                 "--repeats", "1", "--decode-repeats", "0", "--profile-repeats", "1", "--warmup", "0",
+                 "--new-tokens", "2", "--decode-runs", "3", "--decode-tokens", "5", "--decode-strategies",
+                 "hieravid-30", "--limit-repeats", "0", "--no-progress", "--out", str(out)]) == 0
     run = json.loads((out / "efficiency.json").read_text())["runs"][0]
     rows = run["decode"]["rows"]
     assert list(rows) == ["unpruned", "hieravid-30"] and run["decode"]["timer"] == "host clock"
@@ -53,3 +53,4 @@ def test_bench_decode_rows_alternated_with_intervals(tmp_path) -> None:  # noqa:
     assert rows["unpruned"]["speedup"]["speedup"] == pytest.approx(1.0)
     assert "limit" not in run["strategies"][0]  # --limit-repeats 0 skips the limit rows
     assert "| decode speedup | 95% interval |" in (out / "efficiency.md").read_text()
+    assert run["strategies"][1]["metrics"]["decode_ms"]["median"] is None  # --decode-repeats 0: no old decode runs

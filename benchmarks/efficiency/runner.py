@@ -75,6 +75,7 @@ class EfficiencyConfig:
     fast_pooling: bool = False  # LLaVA-OV: pool on the channels-last view (bit-identical), for every row
     decode_runs: int = 0  # alternated decode runs per row (0: skip); see `decode`
     decode_tokens: int = 128  # new tokens per alternated decode run
+    decode_strategies: list[str] = field(default_factory=list)  # rows of the decode runs (empty: all)
     limit_repeats: int | None = None  # runs of each strategy's zero-overhead limit (None: repeats; 0: skip)
 
 
@@ -430,7 +431,9 @@ def measure_decode_rows(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: d
     def prepare(spec: StrategySpec) -> Any:
         return None if spec.preset == UNPRUNED else prunekit.apply(model, spec.preset, budget=spec.budget)
 
-    rows = {spec.label: (lambda spec=spec: prepare(spec)) for spec in specs}
+    chosen = set(cfg.decode_strategies)
+    rows = {spec.label: (lambda spec=spec: prepare(spec)) for spec in specs
+            if not chosen or spec.preset == UNPRUNED or spec.label in chosen}
     warmup = 1 if cfg.warmup > 0 else 0
     bar = _progress((warmup + cfg.decode_runs) * len(rows), cfg.progress, "decode, rows alternated")
     per_run = decode.measure_alternated(model, inputs, rows, cfg.decode_tokens, cfg.decode_runs, warmup, cuda,
@@ -677,6 +680,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decode-runs", type=int, default=0,
                         help="alternated decode runs per row, each step timed (GPU timeline and host apart) with "
                         "a 95%% interval on the speedup (0: skip; 5 or more to tell 5%% apart)")
+    parser.add_argument("--decode-strategies", default="", help="comma-separated rows of the --decode-runs "
+                        "measurement (default: every strategy; the unpruned model always runs)")
     parser.add_argument("--decode-tokens", type=int, default=128, help="new tokens per alternated decode run")
     parser.add_argument("--limit-repeats", type=int, default=None,
                         help="runs of each strategy's zero-overhead limit (its per-layer token counts by plain "
@@ -697,7 +702,8 @@ def config_from_args(args: argparse.Namespace) -> EfficiencyConfig:
         dpp_bench=not args.no_dpp_bench, seed=args.seed, out=args.out, progress=not args.no_progress,
         torch_profile=args.torch_profile, torch_profile_only=split(args.torch_profile_only),
         sdpa_backend=args.sdpa_backend, gc_freeze=args.gc_freeze, fast_pooling=args.fast_pooling,
-        limit_repeats=args.limit_repeats, decode_runs=args.decode_runs, decode_tokens=args.decode_tokens)
+        limit_repeats=args.limit_repeats, decode_runs=args.decode_runs, decode_tokens=args.decode_tokens,
+        decode_strategies=split(args.decode_strategies))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
