@@ -40,7 +40,9 @@ def run_table(run: dict[str, Any]) -> str:
         f"{run['description']}. Synthetic scenes of {run['scene_frames']} frames. Medians of {run['repeats']} runs "
         f"(decode: {run['decode_repeats']} runs of {run['new_tokens']} tokens) after {run['warmup']} warm-up runs."
         + (" Video pooling on the channels-last view (`--fast-pooling`), every row." if run.get("fast_pooling")
-           else ""),
+           else "")
+        + (f" Decode columns: the alternated runs ({run['decode']['runs']} x {run['decode']['new_tokens']} tokens, "
+           "table below) where a row has them." if run.get("decode") else ""),
         "",
         "| strategy | visual kept (layer avg) | FLOPs ratio | vision ms | LLM prefill ms | prefill speedup "
         "| limit ms | of limit | TTFT ms | TTFT speedup | decode tok/s | decode speedup | peak GiB | prunekit ms "
@@ -53,12 +55,16 @@ def run_table(run: dict[str, Any]) -> str:
         kept = stats.get("layer_average_retention", 1.0 if e["name"] == "unpruned" else None)
         over = e.get("overhead", {})
         share = r.get("overhead_share_of_unpruned_prefill")
+        # the alternated per-step decode runs (--decode-runs), where this row had them
+        alternated = (run.get("decode") or {}).get("rows", {}).get(e["name"])
+        tok_s = alternated["tokens_per_s"] if alternated else _med(m["decode_tokens_per_s"])
+        decode_speedup = alternated["speedup"]["speedup"] if alternated else r.get("decode_speedup")
         lines.append(
             f"| {e['name']} | {_f(kept, '.1%')} | {_f(r.get('flops_ratio'), '.3f')} | {_f(_med(m['vision_ms']))} "
             f"| {_f(_med(m['llm_prefill_ms']))} | {_f(r.get('llm_prefill_speedup'), '.2f', 'x')} "
             f"| {_f(_med((e.get('limit') or {}).get('llm_prefill_ms')))} | {_f(r.get('of_limit'), '.0%')} "
             f"| {_f(_med(m['ttft_ms']))} | {_f(r.get('ttft_speedup'), '.2f', 'x')} "
-            f"| {_f(_med(m['decode_tokens_per_s']))} | {_f(r.get('decode_speedup'), '.2f', 'x')} "
+            f"| {_f(tok_s)} | {_f(decode_speedup, '.2f', 'x')} "
             f"| {_f(m.get('peak_gib'), '.2f')} | {_f(over.get('total_ms'), '.2f')} | {_f(share, '.1%')} |")
     return "\n".join(lines)
 
