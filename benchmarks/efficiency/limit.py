@@ -62,8 +62,9 @@ class LayerLoop:
 
     def inputs(self, batch: int, seq_len: int, seed: int = 0) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Random hidden states ``[batch, seq_len, hidden]`` and their rotary ``(cos, sin)``."""
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        hidden = torch.randn(batch, seq_len, self.text_config.hidden_size, generator=gen).to(self.device, self.dtype)
+        gen = torch.Generator(device=self.device).manual_seed(seed)  # drawn where it is used: no host copy
+        hidden = torch.randn(batch, seq_len, self.text_config.hidden_size, generator=gen, device=self.device,
+                             dtype=self.dtype)
         positions = torch.arange(seq_len, device=self.device)[None].expand(batch, seq_len)
         if self.mrope:
             positions = positions[None].expand(3, batch, seq_len)
