@@ -10,6 +10,7 @@ from pydantic import Field
 from prunekit.interfaces import StageConfig, TokenMerger
 from prunekit.merging.plan import Group, MergePlan, quotas, scores_or_spread, segment_ids
 from prunekit.ops.cluster import most_similar
+from prunekit.ops.nosync import true_indices
 from prunekit.ops.ranking import top_indices
 from prunekit.strategies.preset_fields import PER_FRAME, PRE_LLM, before_llm, declare_preset
 from prunekit.strategies.registration import register_stage
@@ -70,9 +71,10 @@ class VisionZipMerger(TokenMerger):
         dominant = top_indices(score, dominant_num)
         rest = torch.ones(len(group), dtype=torch.bool, device=score.device)
         rest.index_fill_(0, dominant, False)
-        rest = torch.nonzero(rest).flatten()  # remaining units, in sequence order
+        # remaining units, in sequence order; their number is known on the host (no read-back)
+        rest = true_indices(rest, len(group) - dominant.numel())
         targets = contextual_targets(quota - dominant_num, rest.numel(), score.device)
         plan.add(group, dominant)
         if targets.numel():
             sub = Group(group.rep[rest], group.members[rest], group.feats[rest])
-            plan.add(sub, targets, most_similar(sub.feats, targets))
+            plan.add(sub, targets, most_similar(sub.feats, targets), all_assigned=True)

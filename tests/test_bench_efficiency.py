@@ -23,6 +23,10 @@ def test_efficiency_benchmark_runs_on_cpu_and_writes_every_output(tmp_path) -> N
     assert 0.0 < hieravid["ratios"]["flops_ratio"] < 1.0
     assert hieravid["overhead"]["available"] and hieravid["overhead"]["total_ms"] > 0
     assert hieravid["stats"]["samples"][0]["layer_average_retention"] <= 0.3 + 1e-9
+    for entry in run["strategies"]:  # the zero-overhead limit of every row, printed beside its speedup
+        assert entry["limit"]["llm_prefill_ms"]["median"] > 0 and entry["ratios"]["of_limit"] > 0
+    assert hieravid["tokens_per_layer"][-1] < run["sequence_length"] == run["strategies"][0]["tokens_per_layer"][0]
+    assert "| limit ms | of limit |" in (out / "efficiency.md").read_text()
 
 
 def test_merge_keeps_every_run_and_writes_one_report(tmp_path) -> None:  # noqa: ANN001
@@ -142,3 +146,19 @@ def test_gap_profile_labels_modules_and_prunekit_parts(capsys) -> None:  # noqa:
     if not torch.cuda.is_available():  # pragma: no branch - CI has no GPU
         assert gaps.main(["--model-shape", "tiny"]) == 2
         assert "needs a CUDA GPU" in capsys.readouterr().out
+
+
+def test_flops_ratio_is_per_sample_at_batch_two(tmp_path) -> None:  # noqa: ANN001
+    # The unpruned FLOPs were once counted for one row while a pruned entry summed its rows, so the
+    # printed ratio grew with the batch (HieraVid-30 read 1.100 at batch 4).
+    out = tmp_path / "eff"
+    assert main(["bench", "efficiency", "--model-shape", "tiny", "--strategies", "hieravid-30", "--batch", "2",
+                 "--repeats", "1", "--decode-repeats", "1", "--profile-repeats", "1", "--warmup", "0",
+                 "--new-tokens", "2", "--no-progress", "--no-dpp-check", "--out", str(out)]) == 0
+    run = json.loads((out / "efficiency.json").read_text())["runs"][0]
+    hieravid = run["strategies"][1]
+    samples = hieravid["stats"]["samples"]
+    assert len(samples) == 2
+    assert all(s["n_visual"] + s["n_text"] == run["sequence_length"] for s in samples)
+    assert hieravid["ratios"]["flops_ratio"] == pytest.approx(hieravid["stats"]["flops_ratio"], rel=1e-9)
+    assert hieravid["ratios"]["flops_ratio"] < 0.5

@@ -158,6 +158,15 @@ def test_stage_layer_beyond_depth_is_refused(model) -> None:  # noqa: ANN001
     assert not prunekit.is_pruned(model)
 
 
+def test_graph_decode_is_refused_as_not_implemented_and_unknown_modes_are_named(model) -> None:  # noqa: ANN001
+    with pytest.raises(NotImplementedError, match="decode='eager'"):
+        prunekit.apply(model, "hieravid-30", decode="graph")
+    with pytest.raises(PrunekitError, match="'eager', 'graph'"):
+        prunekit.apply(model, "hieravid-30", decode="fast")
+    assert not prunekit.is_pruned(model)
+    prunekit.apply(model, "hieravid-30", decode="eager").remove()
+
+
 def test_unsupported_model_lists_supported_ones() -> None:
     with pytest.raises(UnsupportedModelError, match="llava_onevision"):
         prunekit.apply(torch.nn.Linear(2, 2), "hieravid-30")

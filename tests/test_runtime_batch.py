@@ -44,3 +44,31 @@ def test_batch_of_three_equals_three_single_runs(family: str, preset: str) -> No
         assert (logits[b] - single_logits[0]).abs().max().item() <= 1e-4
         assert batch_stats[b].stages == single_stats.stages  # each sample met its own exact budget
     assert len({s.n_visual for s in batch_stats}) > 1 or family.startswith("llava")
+
+
+def test_decode_masks_are_built_once_per_stage_and_step_with_the_same_tokens(monkeypatch) -> None:  # noqa: ANN001
+    """A ragged batch's decode mask is built once per distinct kept set per step, not once per layer."""
+    from prunekit.runtime.session import DecodeMasks
+
+    model = build_model("llava_onevision", num_layers=8)  # HieraVid's stages at layers 0, 2, 4, 6
+    inputs = batch_inputs(_samples("llava_onevision", model))
+    with prunekit.apply(model, "hieravid-30") as handle:
+        tokens, logits = _generate(model, inputs)
+        session = handle._session
+        layer_valid = session.state.layer_valid
+        distinct = len({id(v) for v in layer_valid.values()})
+        builds = session._decode_masks.builds
+        original_get = DecodeMasks.get
+
+        def per_layer(self, mask, valid, lm_len):  # noqa: ANN001, ANN202 - the old behaviour: no reuse
+            self.clear()
+            return original_get(self, mask, valid, lm_len)
+
+        monkeypatch.setattr(DecodeMasks, "get", per_layer)
+        every_layer_tokens, every_layer_logits = _generate(model, inputs)
+        every_layer_builds = session._decode_masks.builds - builds
+    steps = NEW_TOKENS - 1
+    assert 1 < distinct < len(layer_valid)  # several stages, each shared by several layers
+    assert builds == steps * distinct
+    assert every_layer_builds == steps * len(layer_valid)
+    assert torch.equal(tokens, every_layer_tokens) and torch.equal(logits, every_layer_logits)

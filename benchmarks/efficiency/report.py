@@ -40,11 +40,14 @@ def run_table(run: dict[str, Any]) -> str:
         f"{run['description']}. Synthetic scenes of {run['scene_frames']} frames. Medians of {run['repeats']} runs "
         f"(decode: {run['decode_repeats']} runs of {run['new_tokens']} tokens) after {run['warmup']} warm-up runs."
         + (" Video pooling on the channels-last view (`--fast-pooling`), every row." if run.get("fast_pooling")
-           else ""),
+           else "")
+        + (f" Decode columns: the alternated runs ({run['decode']['runs']} x {run['decode']['new_tokens']} tokens, "
+           "table below) where a row has them." if run.get("decode") else ""),
         "",
-        "| strategy | visual kept (layer avg) | FLOPs ratio | vision ms | LLM prefill ms | prefill speedup | TTFT ms "
-        "| TTFT speedup | decode tok/s | decode speedup | peak GiB | prunekit ms | % of unpruned prefill |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| strategy | visual kept (layer avg) | FLOPs ratio | vision ms | LLM prefill ms | prefill speedup "
+        "| limit ms | of limit | TTFT ms | TTFT speedup | decode tok/s | decode speedup | peak GiB | prunekit ms "
+        "| % of unpruned prefill |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in run["strategies"]:
         m, r = e["metrics"], e.get("ratios", {})
@@ -52,11 +55,16 @@ def run_table(run: dict[str, Any]) -> str:
         kept = stats.get("layer_average_retention", 1.0 if e["name"] == "unpruned" else None)
         over = e.get("overhead", {})
         share = r.get("overhead_share_of_unpruned_prefill")
+        # the alternated per-step decode runs (--decode-runs), where this row had them
+        alternated = (run.get("decode") or {}).get("rows", {}).get(e["name"])
+        tok_s = alternated["tokens_per_s"] if alternated else _med(m["decode_tokens_per_s"])
+        decode_speedup = alternated["speedup"]["speedup"] if alternated else r.get("decode_speedup")
         lines.append(
             f"| {e['name']} | {_f(kept, '.1%')} | {_f(r.get('flops_ratio'), '.3f')} | {_f(_med(m['vision_ms']))} "
             f"| {_f(_med(m['llm_prefill_ms']))} | {_f(r.get('llm_prefill_speedup'), '.2f', 'x')} "
+            f"| {_f(_med((e.get('limit') or {}).get('llm_prefill_ms')))} | {_f(r.get('of_limit'), '.0%')} "
             f"| {_f(_med(m['ttft_ms']))} | {_f(r.get('ttft_speedup'), '.2f', 'x')} "
-            f"| {_f(_med(m['decode_tokens_per_s']))} | {_f(r.get('decode_speedup'), '.2f', 'x')} "
+            f"| {_f(tok_s)} | {_f(decode_speedup, '.2f', 'x')} "
             f"| {_f(m.get('peak_gib'), '.2f')} | {_f(over.get('total_ms'), '.2f')} | {_f(share, '.1%')} |")
     return "\n".join(lines)
 
@@ -81,6 +89,29 @@ def overhead_table(run: dict[str, Any]) -> str:
         host_total = (host.get("hooks_prefill") or 0) + (host.get("hooks_layers") or 0)
         lines.append(f"| {e['name']} | {segs} | " + " | ".join(_f(p.get(k), '.2f') for k in parts)
                      + f" | {_f(over['total_ms'], '.2f')} | {_f(host_total, '.2f')} |")
+    return "\n".join(lines)
+
+
+def decode_table(run: dict[str, Any]) -> str:
+    """Per-step decode times of the alternated runs (see `benchmarks.efficiency.decode`)."""
+    dec = run.get("decode")
+    if not dec:
+        return ""
+    lines = [
+        f"Decode on {run['model_shape']}, batch {run['batch']}: {dec['runs']} runs of {dec['new_tokens']} new tokens "
+        f"per row, rows alternated within each run ({dec['timer']}). Step = GPU timeline from one decode forward's "
+        "start to the next; host = host time inside the forward; forward = its GPU-timeline span. Speedup: "
+        "geometric mean of the per-run paired ratios, 95% interval.",
+        "",
+        "| strategy | step ms | tok/s | host ms | forward ms | decode speedup | 95% interval |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in dec["rows"].items():
+        sp = row["speedup"]
+        interval = "–" if sp.get("ci_low") is None else f"{sp['ci_low']:.3f}–{sp['ci_high']:.3f}"
+        lines.append(f"| {name} | {_f(row['step_ms'], '.2f')} | {_f(row['tokens_per_s'])} "
+                     f"| {_f(row['host_ms'], '.2f')} | {_f(row['forward_ms'], '.2f')} "
+                     f"| {_f(sp.get('speedup'), '.3f', 'x')} | {interval} |")
     return "\n".join(lines)
 
 
@@ -109,6 +140,8 @@ def markdown(result: dict[str, Any]) -> str:
     parts = ["## Efficiency benchmark", "", header(result), ""]
     for run in result["runs"]:
         parts += [run_table(run), "", overhead_table(run), ""]
+        if run.get("decode"):
+            parts += [decode_table(run), ""]
     if result.get("dpp"):
         parts += [dpp_tables(result["dpp"]), ""]
     return "\n".join(parts)

@@ -9,6 +9,10 @@ on a GPU, float32 on the CPU), feeds one processor-free video (scene-structured 
 * time to first token (``generate(max_new_tokens=1)``, host wall clock around a synchronised call);
 * decode tokens/s over ``new_tokens`` generated tokens (events from the first decode step to the end);
 * peak GPU memory (``torch.cuda.max_memory_allocated`` over a full generate);
+* with ``decode_runs``: decode per step (GPU timeline and host time apart, see `decode`), every row
+  alternated within each run, and the speedup with a 95% interval;
+* the zero-overhead limit: the strategy's realized per-layer token counts run through the same
+  language model by plain slicing (see `limit`), and ``of limit`` = limit ms / LLM prefill ms;
 * prunekit's own overhead per part (segmentation, merge, relevance, allocation, DPP, selector, and
   the hook totals that include gathers and masks), CUDA events, in separate profiled runs.
 
@@ -35,6 +39,7 @@ import torch
 
 from prunekit.benchmarks.strategy_spec import UNPRUNED, StrategySpec, parse_strategies
 
+from . import decode, limit
 from .probes import PARTS, Mark, ModuleProbe, instrument, merged_snapshot, sync
 from .scenes import SceneFeatures
 from .shapes import SHAPES, ModelShape, build, get_shape, make_inputs
@@ -69,6 +74,10 @@ class EfficiencyConfig:
     sdpa_backend: str = "auto"  # auto, flash, efficient, cudnn, math: pin torch's SDPA kernel for every row
     gc_freeze: bool = False  # gc.freeze() after building the model: collections skip its objects
     fast_pooling: bool = False  # LLaVA-OV: pool on the channels-last view (bit-identical), for every row
+    decode_runs: int = 0  # alternated decode runs per row (0: skip); see `decode`
+    decode_tokens: int = 128  # new tokens per alternated decode run
+    decode_strategies: list[str] = field(default_factory=list)  # rows of the decode runs (empty: all)
+    limit_repeats: int | None = None  # runs of each strategy's zero-overhead limit (None: repeats; 0: skip)
 
 
 SDPA_BACKENDS = ("auto", "flash", "efficient", "cudnn", "math")
@@ -188,14 +197,19 @@ def generate_once(model: torch.nn.Module, inputs: dict, new_tokens: int, probes:
     return out
 
 
-def analytic_flops(stats: Any, seq_len: int, num_layers: int, hidden: int, intermediate: int) -> float:
-    """Prefill FLOPs (FastV's formula) of the latest forward, summed over the batch."""
+def analytic_flops(stats: Any, seq_len: int, num_layers: int, hidden: int, intermediate: int,
+                   batch: int = 1) -> float:
+    """Prefill FLOPs (FastV's formula) of the latest forward, summed over the batch.
+
+    ``stats`` None (the unpruned model): ``batch`` rows of ``seq_len`` tokens each, so that the ratio
+    of a pruned entry (summed over its samples) to the unpruned one is a per-sample ratio at any batch.
+    """
     from prunekit.budget import visual_tokens_per_layer
     from prunekit.flops import flops
     from prunekit.types import Stage
 
     if stats is None:
-        return flops([seq_len] * num_layers, hidden, intermediate)
+        return batch * flops([seq_len] * num_layers, hidden, intermediate)
     total = 0.0
     for s in stats.samples:
         if not s.stages:
@@ -299,8 +313,13 @@ def run_shape(cfg: EfficiencyConfig, shape: ModelShape, device: torch.device, lo
             f"{(m['decode_tokens_per_s']['median'] or float('nan')):.1f} tok/s, peak {m['peak_gib']:.2f} GiB"
             + (f", overhead {entry['overhead']['total_ms']:.2f} ms" if "overhead" in entry else ""))
     bar.close()
-    scenes.remove()
     probes.remove()
+    if cfg.decode_runs > 0:
+        record["decode"] = measure_decode_rows(cfg, model, inputs, specs, cuda, log)
+    scenes.remove()
+    limit_repeats = cfg.repeats if cfg.limit_repeats is None else cfg.limit_repeats
+    if limit_repeats > 0:
+        measure_limit_rows(model, record, limit_repeats, cfg.warmup, cuda, log)
     _finish_ratios(record)
     del model
     if cuda:
@@ -312,7 +331,7 @@ def measure_strategy(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: dict
                      entry: dict[str, Any], spec: StrategySpec, record: dict[str, Any], bar: Any, cuda: bool,
                      log: Any) -> None:
     """Fill ``entry`` with the measurements of one strategy (``handle`` None: the unpruned model)."""
-    from . import dppcheck
+    from . import diversitycheck, dppcheck
 
     text_cfg = model.config.get_text_config()
     seq_len = record["sequence_length"]
@@ -341,7 +360,8 @@ def measure_strategy(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: dict
         "peak_gib": max((r["peak_gib"] for r in first + full), default=float("nan")),
     }
     entry["flops"] = analytic_flops(stats, seq_len, text_cfg.num_hidden_layers, text_cfg.hidden_size,
-                                    text_cfg.intermediate_size)
+                                    text_cfg.intermediate_size, batch=record["batch"])
+    entry["tokens_per_layer"] = limit.tokens_per_layer(stats, seq_len, text_cfg.num_hidden_layers)
     if handle is not None:
         entry["pipeline_fingerprint"] = handle.pipeline.config.fingerprint()
         entry["stats"] = stats.to_dict() if stats is not None else None
@@ -355,10 +375,71 @@ def measure_strategy(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: dict
             log(f"[dpp-check] {shape_key} {spec.label}: fast path vs torch path on the run's own "
                 f"{len(calls)} selector calls: {'IDENTICAL' if ok else 'DIFFERENT'} "
                 f"{[(c['segments'], c['identical_segments']) for c in entry['dpp_check']]}")
+        if cfg.dpp_check and diversitycheck.applies(handle):
+            with diversitycheck.capture_select_calls(handle) as calls:
+                generate_once(model, inputs, 1, probes)
+            entry["diversity_check"] = diversitycheck.compare(calls, cuda)
+            log(f"[diversity-check] {shape_key} {spec.label}: fast path vs torch loop on the run's own "
+                f"{len(calls)} selector calls"
+                + ("" if all(c["fast_path"] for c in entry["diversity_check"])
+                   else " (no Triton here: torch both sides)")
+                + ": "
+                + ", ".join(f"{c['tokens']}->{c['keep']} {'IDENTICAL' if c['identical'] else 'DIFFERENT'} "
+                            f"({c['torch_ms']:.2f} -> {c['fast_ms']:.2f} ms)" for c in entry["diversity_check"]))
     else:
         bar.update(cfg.profile_repeats)
     if cfg.torch_profile and (not cfg.torch_profile_only or spec.label in cfg.torch_profile_only):
         entry["torch_profile"] = torch_profile(model, inputs, cfg.torch_profile, cuda)
+
+
+def measure_decode_rows(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: dict,
+                        specs: Sequence[StrategySpec], cuda: bool, log: Any) -> dict[str, Any]:
+    """Alternated per-step decode timings of every row (see `decode`); the model must carry no hooks."""
+    import prunekit
+
+    def prepare(spec: StrategySpec) -> Any:
+        return None if spec.preset == UNPRUNED else prunekit.apply(model, spec.preset, budget=spec.budget)
+
+    chosen = set(cfg.decode_strategies)
+    rows = {spec.label: (lambda spec=spec: prepare(spec)) for spec in specs
+            if not chosen or spec.preset == UNPRUNED or spec.label in chosen}
+    warmup = 1 if cfg.warmup > 0 else 0
+    bar = _progress((warmup + cfg.decode_runs) * len(rows), cfg.progress, "decode, rows alternated")
+    per_run = decode.measure_alternated(model, inputs, rows, cfg.decode_tokens, cfg.decode_runs, warmup, cuda,
+                                        progress=bar.update)
+    bar.close()
+    summary = decode.summarize(per_run, UNPRUNED, cfg.batch)
+    for name, row in summary.items():
+        sp = row["speedup"]
+        log(f"decode {name:>14}: step {row['step_ms']:.2f} ms (host {row['host_ms']:.2f} ms, forward on the GPU "
+            f"timeline {row['forward_ms']:.2f} ms), speedup {sp['speedup']:.3f}x"
+            + (f" [{sp['ci_low']:.3f}, {sp['ci_high']:.3f}]" if sp["ci_low"] is not None else ""))
+    return {"new_tokens": cfg.decode_tokens, "runs": cfg.decode_runs, "warmup": warmup,
+            "timer": "cuda events" if cuda else "host clock", "rows": summary}
+
+
+def measure_limit_rows(model: torch.nn.Module, record: dict[str, Any], repeats: int, warmup: int, cuda: bool,
+                       log: Any) -> None:
+    """Time every entry's zero-overhead limit (``entry["limit"]``), the rows alternated; the model must
+    carry no prunekit hooks."""
+    entries = [e for e in record["strategies"] if e.get("tokens_per_layer")]
+    schedules = {e["name"]: e["tokens_per_layer"] for e in entries}
+    times = limit.measure_limits(model, schedules, record["batch"], repeats, max(1, warmup), cuda)
+    for e in entries:
+        e["limit"] = {"llm_prefill_ms": _summary(times[e["name"]])}
+        log(f"{record['model_shape']} {e['name']:>14}: limit {e['limit']['llm_prefill_ms']['median']:.2f} ms "
+            f"(per-layer tokens {_runs(e['tokens_per_layer'])})")
+
+
+def _runs(values: Sequence[int]) -> str:
+    """``[100, 100, 50, 50, 50]`` -> ``"100x2, 50x3"``."""
+    out: list[list[int]] = []
+    for v in values:
+        if out and out[-1][0] == v:
+            out[-1][1] += 1
+        else:
+            out.append([v, 1])
+    return ", ".join(f"{v}x{n}" for v, n in out)
 
 
 def profile_overhead(model: torch.nn.Module, inputs: dict, handle: Any, probes: Probes, repeats: int, cuda: bool,
@@ -420,9 +501,13 @@ def _finish_ratios(record: dict[str, Any]) -> None:
         def ratio(num: Any, den: Any) -> float | None:
             return num / den if num and den else None
 
+        limit_ms = (e.get("limit") or {}).get("llm_prefill_ms", {}).get("median")
+
         e["ratios"] = {
             "flops_ratio": ratio(e["flops"], base["flops"]),
             "llm_prefill_speedup": ratio(bm["llm_prefill_ms"]["median"], m["llm_prefill_ms"]["median"]),
+            "of_limit": ratio(limit_ms, m["llm_prefill_ms"]["median"]),
+            "limit_speedup": ratio(bm["llm_prefill_ms"]["median"], limit_ms),
             "ttft_speedup": ratio(bm["ttft_ms"]["median"], m["ttft_ms"]["median"]),
             "decode_speedup": ratio(m["decode_tokens_per_s"]["median"], bm["decode_tokens_per_s"]["median"]),
             "peak_memory_ratio": ratio(m["peak_gib"], bm["peak_gib"]),
@@ -561,6 +646,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sdpa-backend", default="auto", choices=SDPA_BACKENDS,
                         help="pin torch's attention kernel for every row (e.g. to compare decode without cuDNN's "
                         "per-shape plans)")
+    parser.add_argument("--decode-runs", type=int, default=0,
+                        help="alternated decode runs per row, each step timed (GPU timeline and host apart) with "
+                        "a 95%% interval on the speedup (0: skip; 5 or more to tell 5%% apart)")
+    parser.add_argument("--decode-strategies", default="", help="comma-separated rows of the --decode-runs "
+                        "measurement (default: every strategy; the unpruned model always runs)")
+    parser.add_argument("--decode-tokens", type=int, default=128, help="new tokens per alternated decode run")
+    parser.add_argument("--limit-repeats", type=int, default=None,
+                        help="runs of each strategy's zero-overhead limit (its per-layer token counts by plain "
+                        "slicing; default: --repeats; 0: skip)")
     parser.add_argument("--fast-pooling", action="store_true",
                         help="LLaVA-OV: pool video features on the channels-last view, bit-identical and ~200x "
                         "faster on CUDA (prunekit.speedups), for the unpruned model and every strategy")
@@ -576,7 +670,9 @@ def config_from_args(args: argparse.Namespace) -> EfficiencyConfig:
         scene_frames=args.scene_frames, device=args.device, dpp_check=not args.no_dpp_check,
         dpp_bench=not args.no_dpp_bench, seed=args.seed, out=args.out, progress=not args.no_progress,
         torch_profile=args.torch_profile, torch_profile_only=split(args.torch_profile_only),
-        sdpa_backend=args.sdpa_backend, gc_freeze=args.gc_freeze, fast_pooling=args.fast_pooling)
+        sdpa_backend=args.sdpa_backend, gc_freeze=args.gc_freeze, fast_pooling=args.fast_pooling,
+        limit_repeats=args.limit_repeats, decode_runs=args.decode_runs, decode_tokens=args.decode_tokens,
+        decode_strategies=split(args.decode_strategies))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from prunekit.ops.apportion import apportion
+from prunekit.ops.nosync import true_indices
 from prunekit.ops.ranking import spread_scores
 from prunekit.types import MergeMap
 
@@ -48,9 +49,14 @@ class MergePlan:
     source: list[torch.Tensor] = field(default_factory=list)
     target: list[torch.Tensor] = field(default_factory=list)
 
-    def add(self, group: Group, kept: torch.Tensor, assign: torch.Tensor | None = None) -> None:
-        """Keep units ``kept`` (indices into ``group``); fold each other unit ``u`` with
-        ``assign[u] >= 0`` into kept unit ``kept[assign[u]]``; drop units with ``assign[u] < 0``."""
+    def add(self, group: Group, kept: torch.Tensor, assign: torch.Tensor | None = None,
+            all_assigned: bool = False) -> None:
+        """Keep units ``kept`` (distinct indices into ``group``); fold each other unit ``u`` with
+        ``assign[u] >= 0`` into kept unit ``kept[assign[u]]``; drop units with ``assign[u] < 0``.
+
+        ``all_assigned``: the caller guarantees ``assign >= 0`` everywhere, so the number of merged
+        units is known on the host and nothing is read back from the device.
+        """
         rep = group.rep[kept]
         self.kept.append(rep)
         self._fold(group.members[kept, 1:], rep)
@@ -58,7 +64,10 @@ class MergePlan:
             return
         other = torch.ones(len(group), dtype=torch.bool, device=group.rep.device)
         other.index_fill_(0, kept, False)
-        other &= assign >= 0
+        if all_assigned:
+            other = true_indices(other, len(group) - kept.numel())  # the same ascending rows as other.nonzero()
+        else:
+            other &= assign >= 0
         self._fold(group.members[other], rep[assign[other]])
 
     def _fold(self, members: torch.Tensor, targets: torch.Tensor) -> None:  # members [u, w], targets [u]

@@ -62,5 +62,5 @@ def most_similar(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     ``x [n, D]`` (``targets`` are row indices of ``x``; each target picks itself)."""
     xn = l2_normalize(x)
     assign = (xn @ xn[targets].T).argmax(-1)  # [n]
-    assign[targets] = torch.arange(targets.numel(), device=x.device)
-    return assign
+    # index_copy_, not assign[targets] = ...: the same values, and no host scalar copy for one target
+    return assign.index_copy_(0, targets, torch.arange(targets.numel(), device=x.device))

@@ -99,7 +99,8 @@ class PruneHandle:
 
 
 def apply(model: nn.Module, pipeline: Pipeline | PipelineConfig | str, budget: Budget | float | None = None, *,
-          adapter: str = "auto", adapter_options: dict | None = None, replace: bool = False) -> PruneHandle:
+          adapter: str = "auto", adapter_options: dict | None = None, replace: bool = False,
+          decode: str = "eager") -> PruneHandle:
     """Make ``model.generate`` / ``model(...)`` prune video tokens with ``pipeline``.
 
     Args:
@@ -110,12 +111,16 @@ def apply(model: nn.Module, pipeline: Pipeline | PipelineConfig | str, budget: B
         adapter: ``"auto"`` (recognise the model) or an adapter name.
         adapter_options: keyword options of the adapter (e.g. ``{"newline": "keep"}`` for ``llava_video``).
         replace: allow re-applying to a model that already prunes (the old hooks are removed).
+        decode: ``"eager"`` (Hugging Face's own decode loop with prunekit's hooks). ``"graph"`` (a static
+            KV cache with per-layer lengths and the decode step captured as a CUDA graph) is planned
+            and raises ``NotImplementedError`` for now.
 
     Returns:
         A `PruneHandle`; ``handle.remove()`` restores the original behaviour exactly.
     """
     _check_model(model)
     _check_budget(budget)
+    _check_decode(decode)
     pipe = _as_pipeline(pipeline, budget)
     previous = _HANDLES.get(model)
     if previous is not None and previous.active:
@@ -197,6 +202,18 @@ def _as_pipeline(pipeline: Pipeline | PipelineConfig | str, budget: Budget | flo
         return pipeline if budget is None else Pipeline(pipeline.config.with_budget(budget))
     raise ConfigError(f"pipeline must be a preset name, a config file path, a PipelineConfig or a Pipeline, got "
                       f"{type(pipeline).__name__}.")
+
+
+DECODE_MODES = ("eager", "graph")
+
+
+def _check_decode(decode: str) -> None:
+    if decode not in DECODE_MODES:
+        raise ConfigError(f"decode={decode!r} is not a decode mode; use one of {', '.join(map(repr, DECODE_MODES))}.")
+    if decode == "graph":
+        raise NotImplementedError(
+            "prunekit.apply(..., decode='graph') (a static per-layer KV cache with the decode step captured as a "
+            "CUDA graph) is not implemented yet; use decode='eager' (the default), which gives the same tokens.")
 
 
 def _check_attention(model: nn.Module) -> None:

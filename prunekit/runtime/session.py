@@ -124,6 +124,7 @@ class PruneSession:
         self.last_stats: ForwardStats | None = None
         self.last_kept: list[dict[int, torch.Tensor]] = []
         self.timer = StageTimer()
+        self._decode_masks = DecodeMasks()
         self._warned = False
         self._hooks: list[Any] = []
 
@@ -144,6 +145,7 @@ class PruneSession:
             handle.remove()
         self._hooks.clear()
         self.state, self.pending = None, None
+        self._decode_masks.clear()
 
     # -- hooks ---------------------------------------------------------------------------------
     def _capture_ids(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -206,6 +208,7 @@ class PruneSession:
     # -- prefill, before the LLM -----------------------------------------------------------------
     def _prefill(self, args: tuple, kwargs: dict, embeds: torch.Tensor, cache: Any) -> tuple[tuple, dict] | None:
         self.state = None
+        self._decode_masks.clear()
         self.timer.reset()
         captured, self.pending = self.pending, None
         length, batch = embeds.shape[1], embeds.shape[0]
@@ -371,10 +374,7 @@ class PruneSession:
         valid = self.state.layer_valid.get(index)
         if valid is None or not isinstance(mask, torch.Tensor) or mask.ndim != 4:
             return None
-        new_cols = mask[..., self.state.lm_len:]
-        allowed = valid.to(mask.device)[:, None, None, :].expand(-1, 1, mask.shape[2], -1)
-        prefix = to_mask_format(allowed, mask, mask.dtype)
-        kwargs["attention_mask"] = torch.cat([prefix, new_cols], -1)
+        kwargs["attention_mask"] = self._decode_masks.get(mask, valid, self.state.lm_len)
         return args, kwargs
 
     # -- bookkeeping -------------------------------------------------------------------------------
@@ -396,6 +396,39 @@ class PruneSession:
         if not self._warned:
             warnings.warn(message, RuntimeWarning, stacklevel=4)
             self._warned = True
+
+
+class DecodeMasks:
+    """The decode step's per-layer masks, built once per distinct kept set (stage) and step, not per layer.
+
+    Every layer of one decode step receives the same 4-D mask object from the language model; the
+    layers after one stage share one validity row. So a mask is keyed by that pair and the cache is
+    dropped as soon as a new step's mask arrives (it is compared by identity and held, so a freed
+    tensor's id cannot be mistaken for it).
+    """
+
+    def __init__(self) -> None:
+        self.step_mask: torch.Tensor | None = None
+        self.built: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(valid) -> (valid, mask)
+        self.builds = 0  # masks built so far (tests count them)
+
+    def get(self, mask: torch.Tensor, valid: torch.Tensor, lm_len: int) -> torch.Tensor:
+        """``mask`` with its first ``lm_len`` columns replaced by ``valid`` (the layer's kept prefix)."""
+        if mask is not self.step_mask:
+            self.step_mask, self.built = mask, {}
+        hit = self.built.get(id(valid))
+        if hit is not None and hit[0] is valid:
+            return hit[1]
+        allowed = valid.to(mask.device)[:, None, None, :].expand(-1, 1, mask.shape[2], -1)
+        prefix = to_mask_format(allowed, mask, mask.dtype)
+        out = torch.cat([prefix, mask[..., lm_len:]], -1)
+        self.built[id(valid)] = (valid, out)
+        self.builds += 1
+        return out
+
+    def clear(self) -> None:
+        """Forget the step (releases its tensors)."""
+        self.step_mask, self.built = None, {}
 
 
 def _prunes_before_llm(track: Track) -> bool:
