@@ -14,7 +14,6 @@ from prunekit.interfaces import FrameSelector, StageConfig
 from prunekit.modelzoo import build_model, video_inputs
 from prunekit.pipeline import Pipeline
 from prunekit.plugins import get_registry, reload_plugins
-from prunekit.runtime.relevance import last_query_attention
 from prunekit.types import SelectionContext
 from tests.reference import capture_llm_inputs, reference_generate
 
@@ -118,9 +117,9 @@ def test_recomputed_relevance_equals_eager_attention(family: str, inputs) -> Non
     lm = adapter.language_model
     with torch.no_grad():
         out = lm(inputs_embeds=embeds, position_ids=positions, output_attentions=True, output_hidden_states=True)
-        cos, sin = lm.rotary_emb(embeds, adapter.rope_position_ids(positions, embeds.shape[1], 1, embeds.device))
-        for index, layer in enumerate(adapter.layers):
-            mine = last_query_attention(layer, out.hidden_states[index], cos, sin)
+        cos, sin = adapter.rotary_tables(embeds, positions)
+        for index in adapter.attention_layers:
+            mine = adapter.last_query_attention(index, out.hidden_states[index], cos, sin)
             eager = out.attentions[index][:, :, -1].mean(1)
             assert (mine - eager).abs().max().item() <= 1e-5
 

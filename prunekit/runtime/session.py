@@ -25,7 +25,6 @@ from torch import nn
 from prunekit.adapter import ModelAdapter
 from prunekit.ops.nosync import device_to_host, host_to_device, true_indices
 from prunekit.pipeline import Pipeline, SamplePlan
-from prunekit.runtime.relevance import last_query_attention
 from prunekit.runtime.sequence import gather_tokens, left_pad_index, prefill_mask, to_mask_format
 from prunekit.runtime.stats import ForwardStats, SampleStats
 from prunekit.runtime.timing import StageTimer
@@ -191,7 +190,7 @@ class PruneSession:
             kwargs["position_embeddings"] = current.position_embeddings
             if "position_ids" in kwargs:
                 kwargs["position_ids"] = current.position_ids
-            kwargs["attention_mask"] = current.attention_mask
+            kwargs["attention_mask"] = self.adapter.layer_attention_mask(index, current.attention_mask, current.valid)
             return args, kwargs
 
         return hook
@@ -255,8 +254,7 @@ class PruneSession:
             kwargs["attention_mask"] = valid.to(mask_in.dtype)
         elif mask_in is None and (len({t.orig.numel() for t in tracks}) > 1 or cache is None):
             kwargs["attention_mask"] = valid.long()  # also avoids the packed-sequence trap for gapped positions
-        if kwargs.get("cache_position") is not None:  # transformers <= 5.3
-            kwargs["cache_position"] = torch.arange(index.shape[1], device=embeds.device)
+        self.adapter.restart_lm_kwargs(kwargs, index.shape[1], embeds.device)
         lm_len = index.shape[1]
         for track in tracks:
             n = track.orig.numel()
@@ -268,10 +266,8 @@ class PruneSession:
     def _layer0_attention(self, embeds: torch.Tensor, positions: torch.Tensor | None,
                           valid: torch.Tensor) -> torch.Tensor:
         with self.timer("relevance"):
-            lm = self.adapter.language_model
-            rope_ids = self.adapter.rope_position_ids(positions, embeds.shape[1], embeds.shape[0], embeds.device)
-            cos, sin = lm.rotary_emb(embeds, rope_ids)
-            return _attention_on_layer_device(self.layers[0], embeds, cos, sin, valid).to(embeds.device)
+            cos, sin = self.adapter.rotary_tables(embeds, positions)
+            return self._attention(0, embeds, cos, sin, valid).to(embeds.device)
 
     def _run_stage(self, track: Track, hidden: torch.Tensor, present_pos: torch.Tensor, present_orig: torch.Tensor,
                    attention: torch.Tensor | None) -> torch.Tensor:
@@ -293,6 +289,14 @@ class PruneSession:
         keep.index_fill_(0, rows[result.keep.to(rows.device)], True)
         return true_indices(keep, present_orig.numel() - rows.numel() + result.keep.numel())
 
+    def _attention(self, index: int, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                   valid: torch.Tensor) -> torch.Tensor:
+        """The adapter's last-query attention for a stage at ``index``, computed where the scoring layer's
+        weights are (device_map-sharded models)."""
+        device = _execution_device(self.layers[self.adapter.relevance_layer(index)], hidden)
+        return self.adapter.last_query_attention(index, hidden.to(device), cos.to(device), sin.to(device),
+                                                 valid.to(device))
+
     # -- prefill, inside the LLM -----------------------------------------------------------------
     def _layer_stage(self, index: int, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
         state = self.state
@@ -312,7 +316,7 @@ class PruneSession:
         attention = None
         if self.pipeline.needs_relevance:
             with self.timer("relevance"):
-                attention = _attention_on_layer_device(self.layers[index], hidden, cos, sin, valid).to(device)
+                attention = self._attention(index, hidden, cos, sin, valid).to(device)
         hidden = hidden.clone()
         rows = []
         width = valid.shape[1]
@@ -397,8 +401,3 @@ def _execution_device(layer: nn.Module, hidden: torch.Tensor) -> torch.device:
     return hidden.device if param is None or param.device.type == "meta" else param.device
 
 
-def _attention_on_layer_device(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                               valid: torch.Tensor) -> torch.Tensor:
-    """Last-query attention computed where ``layer``'s weights are (device_map-sharded models)."""
-    device = _execution_device(layer, hidden)
-    return last_query_attention(layer, hidden.to(device), cos.to(device), sin.to(device), valid.to(device))
