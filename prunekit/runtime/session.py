@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from prunekit.adapter import ModelAdapter
+from prunekit.ops.injection import add_level, fold_levels
 from prunekit.ops.nosync import device_to_host, host_to_device, true_indices
 from prunekit.pipeline import Pipeline, SamplePlan
 from prunekit.runtime.sequence import gather_tokens, left_pad_index, prefill_mask, to_mask_format
@@ -39,6 +40,8 @@ class Track:
     lm: torch.Tensor  # [n] position in the LM-input sequence of every present token
     next_stage: int = 0
     kept: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> original indices present from it on
+    injected_orig: torch.Tensor | None = None  # [m] original indices of the tokens receiving injected levels
+    injected: torch.Tensor | None = None  # [n_levels, m, D] their levels (DeepStack), pruned like the tokens
 
 
 @dataclass
@@ -108,6 +111,7 @@ class ForwardState:
     current: Current | None = None
     text_counts: list[int] = field(default_factory=list)  # valid tokens per sample (unpruned)
     recorded: bool = False
+    injecting: bool = False  # whether the runtime adds per-token levels (DeepStack) after the first layers
 
 
 class PruneSession:
@@ -135,6 +139,8 @@ class PruneSession:
         for index, layer in enumerate(self.layers):
             hook = self._make_layer_hook(index)
             self._hooks.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
+        for index in range(self.adapter.injection_levels):
+            self._hooks.append(self.layers[index].register_forward_hook(self._make_injection_hook(index)))
 
     def remove(self) -> None:
         """Unregister every hook and forget all state."""
@@ -195,6 +201,29 @@ class PruneSession:
 
         return hook
 
+    def _make_injection_hook(self, index: int):  # noqa: ANN202 - a hook closure
+        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+            state = self.state
+            hidden = output[0] if isinstance(output, tuple) else output
+            if state is None or not state.injecting or hidden.shape[1] == 1:
+                return None
+            hidden = self._inject(index, hidden)
+            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+        return hook
+
+    def _inject(self, level: int, hidden: torch.Tensor) -> torch.Tensor:
+        """Add injected ``level`` to the present tokens that receive it (the LM's own add, on kept rows)."""
+        hidden = hidden.clone()
+        width = hidden.shape[1]
+        for b, track in enumerate(self.state.tracks):
+            if track.injected is None or track.injected_orig.numel() == 0:
+                continue
+            orig = track.orig.to(hidden.device)
+            rows = width - orig.numel() + torch.searchsorted(orig, track.injected_orig.to(hidden.device))
+            add_level(hidden[b], rows, track.injected[level].to(hidden.device))
+        return hidden
+
     # -- prefill, before the LLM -----------------------------------------------------------------
     def _prefill(self, args: tuple, kwargs: dict, embeds: torch.Tensor, cache: Any) -> tuple[tuple, dict] | None:
         self.state = None
@@ -237,6 +266,10 @@ class PruneSession:
             self._record_stats(ForwardState(length, length, valid0, tracks, set(), text_counts=text_counts))
             return None
         embeds = embeds.clone()
+        injection = self.adapter.take_layer_injection(kwargs)  # the runtime adds these to the kept tokens now
+        if injection is not None:
+            for track, (rows, levels) in zip(tracks, injection.per_sample()):
+                track.injected_orig, track.injected = rows.to(embeds.device), levels.to(embeds.device)
         if any(_prunes_before_llm(t) for t in tracks):
             attention = self._layer0_attention(embeds, positions, valid0) if self.pipeline.needs_relevance else None
             for b, track in enumerate(tracks):
@@ -260,7 +293,8 @@ class PruneSession:
             n = track.orig.numel()
             track.lm = torch.arange(lm_len - n, lm_len, device=embeds.device)
         stage_layers = {s.layer for t in tracks if t.plan for s in t.plan.stages if s.layer > 0}
-        self.state = ForwardState(length, lm_len, valid, tracks, stage_layers, text_counts=text_counts)
+        self.state = ForwardState(length, lm_len, valid, tracks, stage_layers, text_counts=text_counts,
+                                  injecting=injection is not None)
         return args, kwargs
 
     def _layer0_attention(self, embeds: torch.Tensor, positions: torch.Tensor | None,
@@ -284,6 +318,8 @@ class PruneSession:
         track.next_stage += 1
         if len(result.merge):
             hidden[positions] = result.merge.apply(feats).to(hidden.dtype)
+        if track.injected is not None:
+            _prune_injected(track, vis_orig, result)
         keep = torch.ones(present_orig.numel(), dtype=torch.bool, device=present_orig.device)
         keep.index_fill_(0, rows, False)  # index_fill_, not keep[rows] = ...: a scalar index_put copies (and syncs)
         keep.index_fill_(0, rows[result.keep.to(rows.device)], True)
@@ -388,6 +424,18 @@ class PruneSession:
         if not self._warned:
             warnings.warn(message, RuntimeWarning, stacklevel=4)
             self._warned = True
+
+
+def _prune_injected(track: Track, vis_orig: torch.Tensor, result: Any) -> None:
+    """Give the track's injected levels the stage's merges and keep (``vis_orig``: the live visual tokens)."""
+    inj_orig = track.injected_orig.to(vis_orig.device)
+    rows = torch.searchsorted(inj_orig, vis_orig)  # every visual token receives the levels
+    levels = fold_levels(track.injected.to(vis_orig.device), rows, result.merge)
+    keep = torch.ones(inj_orig.numel(), dtype=torch.bool, device=inj_orig.device)
+    keep.index_fill_(0, rows, False)
+    keep.index_fill_(0, rows[result.keep.to(rows.device)], True)
+    kept = true_indices(keep, inj_orig.numel() - rows.numel() + result.keep.numel())
+    track.injected_orig, track.injected = inj_orig[kept], levels[:, kept]
 
 
 def _prunes_before_llm(track: Track) -> bool:
