@@ -111,6 +111,7 @@ class ForwardState:
     current: Current | None = None
     text_counts: list[int] = field(default_factory=list)  # valid tokens per sample (unpruned)
     recorded: bool = False
+    generated: int = 0  # tokens decoded since the prefill (the newest columns of every decode mask)
     injecting: bool = False  # whether the runtime adds per-token levels (DeepStack) after the first layers
 
 
@@ -165,6 +166,7 @@ class PruneSession:
             with torch.no_grad():
                 return self._prefill(args, kwargs, embeds, cache)
         if self.state is not None:
+            self.state.generated += embeds.shape[1]
             self._decode_lm(kwargs)
             return args, kwargs
         return None
@@ -378,6 +380,9 @@ class PruneSession:
         if position_ids is not None:
             position_ids = gather_tokens(position_ids.to(device), lm_index, position_ids.ndim - 1)
         mask_in = kwargs.get("attention_mask")
+        attends = index in self.adapter.attention_layers
+        if not attends:  # a linear-attention layer's 2-D mask says nothing of the causal masks' format
+            mask_in = _mask_format_of(self.model)
         mask = None
         if mask_in is not None or len({r.numel() for r in rows}) > 1:  # ragged rows need a padding mask
             mask = prefill_mask(new_valid, mask_in, hidden.dtype)
@@ -399,7 +404,9 @@ class PruneSession:
         valid = self.state.layer_valid.get(index)
         if valid is None or not isinstance(mask, torch.Tensor) or mask.ndim != 4:
             return None
-        new_cols = mask[..., self.state.lm_len:]
+        # the LM sizes its mask for one layer's cache (the first full-attention layer's on hybrid models):
+        # its newest columns are the decoded tokens whatever that length was
+        new_cols = mask[..., mask.shape[-1] - self.state.generated:]
         allowed = valid.to(mask.device)[:, None, None, :].expand(-1, 1, mask.shape[2], -1)
         prefix = to_mask_format(allowed, mask, mask.dtype)
         kwargs["attention_mask"] = torch.cat([prefix, new_cols], -1)
@@ -436,6 +443,13 @@ def _prune_injected(track: Track, vis_orig: torch.Tensor, result: Any) -> None:
     keep.index_fill_(0, rows[result.keep.to(rows.device)], True)
     kept = true_indices(keep, inj_orig.numel() - rows.numel() + result.keep.numel())
     track.injected_orig, track.injected = inj_orig[kept], levels[:, kept]
+
+
+def _mask_format_of(model: nn.Module) -> torch.Tensor | None:
+    """A stand-in for the causal mask the LM builds: an additive float mask for eager attention (which needs
+    one), None (boolean, or SDPA's implicit causal mask) otherwise."""
+    eager = getattr(model.config, "_attn_implementation", None) == "eager"
+    return torch.zeros(0, dtype=model.dtype) if eager else None
 
 
 def _prunes_before_llm(track: Track) -> bool:
