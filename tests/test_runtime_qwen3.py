@@ -126,3 +126,32 @@ def test_flash_attention_is_refused(model) -> None:  # noqa: ANN001
             prunekit.apply(model, "fastv")
     finally:
         model.config._attn_implementation = "sdpa"
+
+
+def test_deepstack_levels_must_follow_merges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference comparison catches a merge that keeps the anchor's DeepStack rows instead of averaging
+    them (what most ports do): so the equivalence test above really checks that every level is merged."""
+    model = build_model("qwen3_vl")
+    inputs = video_inputs(model, num_frames=8, seed=1).kwargs
+    preset = "visionzip"  # merges its contextual tokens before the LLM, so before every DeepStack level
+    reference = reference_generate(model, inputs, Pipeline(prunekit.presets.get(preset)), 2)
+    monkeypatch.setattr("prunekit.runtime.session.fold_levels", lambda levels, rows, merge: levels)
+    with prunekit.apply(model, preset):
+        tokens, logits = generate(model, inputs, 2)
+    assert (logits[0] - torch.stack(reference.logits)).abs().max().item() > 1e-4
+
+
+def test_unrecognised_deepstack_is_refused() -> None:
+    """A Qwen3-VL whose DeepStack levels do not fit its LLM gets a named error, not a shape error."""
+    model = build_model("qwen3_vl")
+    model.config.vision_config.deepstack_visual_indexes = [0, 1, 2, 0, 1]  # 5 levels for 4 decoder layers
+    with pytest.raises(UnsupportedModelError, match="DeepStack"):
+        prunekit.apply(model, "fastv")
+
+
+def test_unknown_layer_types_are_refused() -> None:
+    """A Qwen3.5 with a layer type the adapter does not know gets a named error naming the types."""
+    model = build_model("qwen3_5")
+    model.model.language_model.config.layer_types[0] = "sliding_attention"
+    with pytest.raises(UnsupportedModelError, match="sliding_attention"):
+        prunekit.apply(model, "fastv")
