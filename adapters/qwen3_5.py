@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from prunekit.adapters.qwen2_vl import Qwen2VLAdapter
+from prunekit.adapters.qwen3_vl import active_ffn_size
 from prunekit.errors import ConfigError, UnsupportedModelError
 
 LinearStageRelevance = Literal["next_full", "previous_full"]
@@ -74,6 +75,13 @@ class Qwen35Adapter(Qwen2VLAdapter):
         if self.layer_types[index] == "linear_attention":  # a 2-D padding mask, as the model builds for these
             return valid.long()
         return mask
+
+    def flops_shape(self) -> dict:
+        cfg = self.text_config
+        state = cfg.linear_num_value_heads * cfg.linear_key_head_dim * cfg.linear_value_head_dim
+        linear = [i for i, t in enumerate(self.layer_types) if t == "linear_attention"]
+        return dict(super().flops_shape(), intermediate_size=active_ffn_size(cfg), linear_layers=linear,
+                    state_size=state)
 
     def describe(self) -> str:
         return (f"{self.name} adapter for {type(self.model).__name__} (full attention at layers {list(self._full)}; "

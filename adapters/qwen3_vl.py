@@ -16,6 +16,16 @@ from prunekit.errors import UnsupportedModelError
 from prunekit.ops.injection import LayerInjection
 
 
+def active_ffn_size(text_config) -> int:  # noqa: ANN001 - a transformers config
+    """FFN width a token goes through: the dense ``intermediate_size``, or for MoE the routed experts' (plus
+    the shared expert's) widths."""
+    experts = getattr(text_config, "num_experts_per_tok", None)
+    if not experts or not getattr(text_config, "num_experts", 0):
+        return text_config.intermediate_size
+    shared = getattr(text_config, "shared_expert_intermediate_size", 0) or 0
+    return experts * text_config.moe_intermediate_size + shared
+
+
 class Qwen3VLAdapter(Qwen2VLAdapter):
     """``Qwen3VLForConditionalGeneration`` and its MoE twin ``Qwen3VLMoeForConditionalGeneration``."""
 
@@ -35,6 +45,9 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
                 f"{len(levels)} DeepStack levels for {self.num_layers} decoder layers: the adapter expects at most "
                 "one level per layer. Check the model config.")
         self._levels = len(levels)
+
+    def flops_shape(self) -> dict:
+        return dict(super().flops_shape(), intermediate_size=active_ffn_size(self.text_config))
 
     @property
     def injection_levels(self) -> int:

@@ -69,6 +69,12 @@ class ModelAdapter(ABC):
         ids = self.rope_position_ids(position_ids, length, bsz, hidden.device)
         return self.language_model.rotary_emb(hidden, ids)
 
+    def flops_shape(self) -> dict:
+        """Keyword arguments of `prunekit.flops.flops` describing this LLM (``hidden_size``,
+        ``intermediate_size``, and for hybrid models ``linear_layers`` and ``state_size``)."""
+        cfg = self.text_config
+        return {"hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size}
+
     # -- attention and relevance --------------------------------------------------------------
     @property
     def attention_layers(self) -> tuple[int, ...]:

@@ -155,3 +155,37 @@ def test_unknown_layer_types_are_refused() -> None:
     model.model.language_model.config.layer_types[0] = "sliding_attention"
     with pytest.raises(UnsupportedModelError, match="sliding_attention"):
         prunekit.apply(model, "fastv")
+
+
+def test_hybrid_stats_name_scoring_layers_and_count_linear_flops() -> None:
+    """On Qwen3.5, stats() says which full-attention layer scored each stage, and the FLOPs ratio gives linear
+    layers no quadratic saving (so it is higher than the same token counts on an all-attention model)."""
+    model = build_model("qwen3_5")
+    inputs = video_inputs(model, num_frames=8, seed=1).kwargs
+    with prunekit.apply(model, "fastv") as handle, torch.no_grad():
+        model(**inputs)
+        stats = handle.stats()
+    assert stats.scoring_layers == {2: 3}
+    sample = stats.samples[0]
+    per_layer = [sample.n_visual] * 2 + [sample.stages[0][1]] * 6
+    shape = prunekit.adapter.find_adapter(model).flops_shape()
+    dense = prunekit.flops_ratio(per_layer, sample.n_visual, sample.n_text, shape["hidden_size"],
+                                 shape["intermediate_size"])
+    assert sample.flops_ratio == pytest.approx(prunekit.flops_ratio(per_layer, sample.n_visual, sample.n_text, **shape))
+    assert sample.flops_ratio > dense
+
+
+def test_previous_full_option_equals_its_reference() -> None:
+    """linear_stage_relevance='previous_full' scores linear-layer stages with the previous full-attention layer,
+    and still equals the layer-by-layer reference."""
+    model = build_model("qwen3_5")
+    inputs = video_inputs(model, num_frames=8, seed=1).kwargs
+    config = PipelineConfig.parse({"name": "late", "segmenter": "single", "selector": "top_relevance",
+                                   "scheduler": {"name": "fixed", "layers": [5], "keep_fractions": [0.4]}})
+    options = {"linear_stage_relevance": "previous_full"}
+    reference = reference_generate(model, inputs, Pipeline(config), 4, adapter_options=options)
+    with prunekit.apply(model, config, adapter_options=options) as handle:
+        tokens, logits = generate(model, inputs, 4)
+        assert handle.stats().scoring_layers == {5: 3}
+    assert tokens[0].tolist() == reference.tokens
+    assert (logits[0] - torch.stack(reference.logits)).abs().max().item() <= 1e-5

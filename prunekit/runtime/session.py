@@ -414,7 +414,7 @@ class PruneSession:
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def _record_stats(self, state: ForwardState) -> None:
-        cfg = self.adapter.text_config
+        shape = self.adapter.flops_shape()
         samples = []
         for track, total in zip(state.tracks, state.text_counts):
             plan = track.plan
@@ -423,8 +423,11 @@ class PruneSession:
                 continue
             samples.append(SampleStats.from_plan(
                 plan.stages, plan.kept_per_stage, plan.layout.num_visual, total - plan.layout.num_visual,
-                len(plan.segments), self.num_layers, cfg.hidden_size, cfg.intermediate_size))
-        self.last_stats = ForwardStats(samples, self.timer.snapshot())
+                len(plan.segments), self.num_layers, **shape))
+        scoring = {} if not self.pipeline.needs_relevance else {
+            layer: self.adapter.relevance_layer(layer) for layer in sorted(
+                {s.layer for t in state.tracks if t.plan for s in t.plan.stages})}
+        self.last_stats = ForwardStats(samples, self.timer.snapshot(), scoring)
         self.last_kept = [dict(t.kept) for t in state.tracks]
 
     def _warn_once(self, message: str) -> None:
