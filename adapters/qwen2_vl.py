@@ -10,6 +10,12 @@ from prunekit.model_adapter import ModelAdapter
 from prunekit.types import VideoLayout
 
 
+def merge_mrope(cos: torch.Tensor, section: list[int]) -> torch.Tensor:
+    """Recombine Qwen-VL's ``[3, B, L, hd]`` rotary tables (transformers <= 5.10) into ``[B, L, hd]``."""
+    chunks = cos.split(list(section) * 2, dim=-1)
+    return torch.cat([chunk[i % 3] for i, chunk in enumerate(chunks)], dim=-1)
+
+
 class Qwen2VLAdapter(ModelAdapter):
     """``Qwen2VLForConditionalGeneration``: video tokens in ``(t, h, w)`` raster order of the merged
     grid. The grid of each video is read from its M-RoPE positions (rows h and w)."""
@@ -27,6 +33,18 @@ class Qwen2VLAdapter(ModelAdapter):
         if position_ids.ndim == 2:
             return position_ids[None].expand(3, -1, -1)
         return position_ids
+
+    def last_query_attention(self, index: int, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                             key_valid: torch.Tensor | None = None) -> torch.Tensor:
+        if cos.ndim == 4:  # transformers <= 5.10 hands the layers the three M-RoPE tables apart: [3, B, L, hd]
+            section = self._mrope_section()
+            cos, sin = merge_mrope(cos, section), merge_mrope(sin, section)
+        return super().last_query_attention(index, hidden, cos, sin, key_valid)
+
+    def _mrope_section(self) -> list[int]:
+        config = self.text_config
+        params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+        return list(params["mrope_section"])
 
     def layouts(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None) -> list[VideoLayout | None]:
         if position_ids is None or position_ids.ndim != 3:

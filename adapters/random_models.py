@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 _TRANSFORMERS_MAJOR = int(__import__("transformers").__version__.split(".")[0])
-FAMILIES = ("llava_onevision", "llava_video", "qwen2_vl", "qwen2_5_vl")
+FAMILIES = ("llava_onevision", "llava_video", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5",
+            "qwen3_5_moe")
 VOCAB, IMG, VID, VSTART, VEND = 200, 190, 191, 192, 193
 
 
@@ -39,11 +40,16 @@ class VideoInputs:
 
 def build_model(family: str, shape: str = "tiny", attn: str = "sdpa", seed: int = 0,
                 num_layers: int | None = None, spatial_pool_mode: str = "average") -> nn.Module:
-    """A randomly initialised model of ``family`` at ``shape`` ("tiny" or "7b"), in eval mode.
+    """A randomly initialised model of ``family`` at ``shape`` ("tiny" or "7b"; Qwen3 families: "tiny",
+    "8b" for qwen3_vl, "9b" for qwen3_5), in eval mode.
 
     ``spatial_pool_mode`` applies to ``llava_video`` only ("average": 182 tokens per 7B frame,
     "bilinear": 210).
     """
+    if family.startswith("qwen3"):
+        from prunekit.adapters.random_models_qwen3 import build_qwen3_model
+
+        return build_qwen3_model(family, shape, attn, seed, num_layers)
     from transformers import (
         LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
@@ -116,6 +122,12 @@ def video_inputs(model: nn.Module, num_frames: int, prompt_before: int = 3, prom
     config = model.config
     name = type(model).__name__
     text = lambda n: torch.randint(3, min(config.get_text_config().vocab_size, 180), (n,), generator=gen)  # noqa: E731
+    if name.startswith("Qwen3"):
+        from prunekit.adapters.random_models_qwen3 import qwen3_video_kwargs
+
+        kwargs = qwen3_video_kwargs(model, num_frames, prompt_before, prompt_after, gen, height or 64, width or 96,
+                                    dtype)
+        return VideoInputs(kwargs, num_frames)
     if name.startswith("Llava"):
         size = config.vision_config.image_size
         side = -(-(size // config.vision_config.patch_size) // 2)

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from prunekit.errors import UnsupportedModelError
+from prunekit.ops.injection import LayerInjection
+from prunekit.runtime.relevance import apply_rope, last_query_scores
 from prunekit.types import VideoLayout
 
 
@@ -59,6 +61,83 @@ class ModelAdapter(ABC):
         if position_ids is None:
             return torch.arange(seq_len, device=device)[None].expand(batch, -1)
         return position_ids
+
+    def rotary_tables(self, hidden: torch.Tensor,
+                      position_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(cos, sin)`` for the tokens of ``hidden [B, L, D]`` at ``position_ids`` (the LM's input form)."""
+        bsz, length = hidden.shape[:2]
+        ids = self.rope_position_ids(position_ids, length, bsz, hidden.device)
+        return self.language_model.rotary_emb(hidden, ids)
+
+    def flops_shape(self) -> dict:
+        """Keyword arguments of `prunekit.flops.flops` describing this LLM (``hidden_size``,
+        ``intermediate_size``, and for hybrid models ``linear_layers`` and ``state_size``)."""
+        cfg = self.text_config
+        return {"hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size}
+
+    # -- attention and relevance --------------------------------------------------------------
+    @property
+    def attention_layers(self) -> tuple[int, ...]:
+        """Indices of the decoder layers with (full) softmax attention: all of them by default."""
+        return tuple(range(self.num_layers))
+
+    def relevance_layer(self, index: int) -> int:
+        """The layer whose query/key projections score a stage scheduled at layer ``index``."""
+        return index
+
+    def query_key(self, index: int, x_last: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Un-rotated query of the last token ``[B, H, 1, hd]`` and keys ``[B, Hkv, L, hd]`` of layer ``index``.
+
+        ``x`` is the layer's normed input ``[B, L, D]`` and ``x_last`` its last row. Default: Qwen2/Qwen3-style
+        ``self_attn.q_proj``/``k_proj`` with the optional per-head ``q_norm``/``k_norm``.
+        """
+        attn = self.layers[index].self_attn
+        bsz, length, _ = x.shape
+        q = attn.q_proj(x_last).view(bsz, 1, -1, attn.head_dim)
+        k = attn.k_proj(x).view(bsz, length, -1, attn.head_dim)
+        if hasattr(attn, "q_norm"):
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        return q.transpose(1, 2), k.transpose(1, 2)
+
+    def last_query_attention(self, index: int, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                             key_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Head-averaged attention of the last token over all tokens at the input of the stage layer ``index``.
+
+        Computed with one extra key projection over the sequence (< 1% of a decoder layer) instead of
+        ``L x L`` weights, from the projections of `relevance_layer` (``index`` itself by default).
+        ``hidden [B, L, D]``, ``cos, sin [B, L, rd]``, ``key_valid [B, L]``; returns ``[B, L]`` (float32).
+        """
+        source = self.relevance_layer(index)
+        layer = self.layers[source]
+        x = layer.input_layernorm(hidden)
+        q, k = self.query_key(source, x[:, -1:], x)
+        q = apply_rope(q, cos[:, -1:], sin[:, -1:])
+        k = apply_rope(k, cos, sin)
+        return last_query_scores(q, k, self.layers[source].self_attn.scaling, key_valid)
+
+    # -- what the LM receives besides the hidden states -----------------------------------------
+    def layer_attention_mask(self, index: int, mask: torch.Tensor | None, valid: torch.Tensor) -> torch.Tensor | None:
+        """The mask decoder layer ``index`` gets once tokens were dropped: ``mask`` is the causal mask built
+        for the kept tokens, ``valid [B, Lc]`` which of them are real (not left padding)."""
+        return mask
+
+    def take_layer_injection(self, lm_kwargs: dict) -> LayerInjection | None:
+        """Remove from the LM's kwargs, and return, the per-token features the LM adds after its first
+        layers (Qwen3-VL's DeepStack); the runtime then adds them to the kept tokens. Default: none."""
+        return None
+
+    @property
+    def injection_levels(self) -> int:
+        """How many decoder layers (from layer 0) may receive `take_layer_injection` features."""
+        return 0
+
+    def restart_lm_kwargs(self, lm_kwargs: dict, length: int, device: torch.device) -> None:
+        """Make the LM's remaining kwargs fit a prefill of ``length`` tokens (in place).
+
+        Default: restart ``cache_position``, which transformers <= 5.3 passes to the LM.
+        """
+        if lm_kwargs.get("cache_position") is not None:
+            lm_kwargs["cache_position"] = torch.arange(length, device=device)
 
     # -- video layout -------------------------------------------------------------------------
     @abstractmethod

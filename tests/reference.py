@@ -44,6 +44,35 @@ class _Stop(Exception):
     pass
 
 
+def capture_deepstack(model: nn.Module, inputs: dict) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+    """Qwen3-VL's ``visual_pos_masks [B, L]`` and DeepStack levels as the unpatched model gives its LLM."""
+    seen: dict = {}
+
+    def hook(module, args, kwargs):  # noqa: ANN001, ANN202
+        seen.update(rows=kwargs.get("visual_pos_masks"), levels=kwargs.get("deepstack_visual_embeds"))
+        raise _Stop
+
+    handle = find_adapter(model).language_model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    if seen.get("levels") is None:
+        return None
+    return seen["rows"], [level.clone() for level in seen["levels"]]
+
+
+def _rope(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Standard RoPE on the first ``cos.shape[-1]`` dims of ``t [1, H, n, hd]`` (partial rotary passes the rest)."""
+    rot, rest = t[..., :cos.shape[-1]], t[..., cos.shape[-1]:]
+    half = rot.shape[-1] // 2
+    rotated = torch.cat((-rot[..., half:], rot[..., :half]), -1)
+    return torch.cat([rot * cos[:, None] + rotated * sin[:, None], rest], -1)
+
+
 def eager_last_row(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Head-averaged last-query attention of ``layer`` over ``hidden [1, n, D]`` (repeat_kv + softmax)."""
     attn = layer.self_attn
@@ -52,15 +81,15 @@ def eager_last_row(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, si
         cos, sin = (torch.cat([c[i % 3] for i, c in enumerate(t.split(section * 2, -1))], -1) for t in (cos, sin))
     x = layer.input_layernorm(hidden)
     n, hd = x.shape[1], attn.head_dim
-    q = attn.q_proj(x).view(1, n, -1, hd).transpose(1, 2)
-    k = attn.k_proj(x).view(1, n, -1, hd).transpose(1, 2)
-
-    def rope(t: torch.Tensor) -> torch.Tensor:
-        half = t.shape[-1] // 2
-        rotated = torch.cat((-t[..., half:], t[..., :half]), -1)
-        return t * cos[:, None] + rotated * sin[:, None]
-
-    q, k = rope(q), rope(k)
+    q = attn.q_proj(x)
+    if q.shape[-1] == 2 * attn.config.num_attention_heads * hd:  # Qwen3.5: [query | output gate] per head
+        q = q.view(1, n, -1, 2 * hd)[..., :hd]
+    q = q.reshape(1, n, -1, hd)
+    k = attn.k_proj(x).view(1, n, -1, hd)
+    if hasattr(attn, "q_norm"):  # Qwen3: per-head RMSNorm before RoPE
+        q, k = attn.q_norm(q), attn.k_norm(k)
+    q, k = q.transpose(1, 2), k.transpose(1, 2)
+    q, k = _rope(q, cos, sin), _rope(k, cos, sin)
     k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
     weights = (q @ k.transpose(-1, -2)) * attn.scaling
     causal = torch.ones(n, n, dtype=torch.bool).tril()
@@ -77,18 +106,27 @@ class ReferenceRun:
     present: dict[int, torch.Tensor]
 
 
-def reference_generate(model: nn.Module, inputs: dict, pipeline: Pipeline, new_tokens: int) -> ReferenceRun:
-    """Greedy generation of ``new_tokens`` with ``pipeline`` applied by the slow reference (batch 1)."""
-    adapter = find_adapter(model)
+def reference_generate(model: nn.Module, inputs: dict, pipeline: Pipeline, new_tokens: int,
+                       adapter_options: dict | None = None) -> ReferenceRun:
+    """Greedy generation of ``new_tokens`` with ``pipeline`` applied by the slow reference (batch 1).
+
+    ``adapter_options`` choose the adapter's policies (e.g. which layer scores a Qwen3.5 linear-layer stage).
+    """
+    adapter = find_adapter(model, **(adapter_options or {}))
     lm = adapter.language_model
     layers = adapter.layers
     embeds, positions = capture_llm_inputs(model, inputs)
+    deepstack = capture_deepstack(model, inputs)
     layout = adapter.layouts(inputs["input_ids"], positions)[0]
     rope_ids = adapter.rope_position_ids(positions, embeds.shape[1], 1, embeds.device)
     plan = pipeline.start(embeds[0, layout.token_index], layout, len(layers))
     stage_at = {s.layer: i for i, s in enumerate(plan.stages)}
     length = embeds.shape[1]
 
+    # DeepStack: the visual rows (original indices) and their levels, pruned and merged like the tokens
+    marked = torch.nonzero(deepstack[0][0]).flatten() if deepstack else None
+    levels = torch.stack(deepstack[1]) if deepstack else None  # [n_levels, m, D]
+    added: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> (original indices, rows added after it)
     with torch.no_grad():
         hidden0 = embeds.clone()
         present = torch.arange(length)
@@ -100,19 +138,26 @@ def reference_generate(model: nn.Module, inputs: dict, pipeline: Pipeline, new_t
         for index, layer in enumerate(layers):
             if index in stage_at:
                 by_previous = pipeline.scores_previous_layer and index > 0
-                scorer, scored = (layers[index - 1], previous_input) if by_previous else (layer, hidden)
-                present, hidden = _reference_stage(pipeline, plan, stage_at[index], scorer, scored, layout, hidden,
-                                                   present, cos_full, sin_full)
+                scorer = layers[adapter.relevance_layer(index - 1 if by_previous else index)]
+                scored = previous_input if by_previous else hidden
+                before = present
+                present, hidden, merge, vis = _reference_stage(pipeline, plan, stage_at[index], scorer, scored,
+                                                               layout, hidden, present, cos_full, sin_full)
+                if levels is not None:
+                    marked, levels = _reference_levels(marked, levels, vis, merge, present, before)
                 if index == 0:
                     hidden0 = hidden.clone()
             present_at[index] = present
             previous_input = hidden
             hidden = _run_layer(layer, hidden, present, cos_full, sin_full)
+            if levels is not None and index < levels.shape[0]:
+                added[index] = (marked.clone(), levels[index].clone())
+                hidden = _add_level(hidden, *added[index])
         # decode by full recomputation with the prefill's token sets
         tokens: list[int] = []
         logits_steps: list[torch.Tensor] = []
         for _ in range(new_tokens):
-            logits = recompute_last_logits(model, hidden0, rope_ids, present_at, tokens)
+            logits = recompute_last_logits(model, hidden0, rope_ids, present_at, tokens, added)
             logits_steps.append(logits)
             tokens.append(int(logits.argmax()))
     return ReferenceRun(logits_steps, tokens, {k: present_at[k] for k in stage_at})
@@ -135,7 +180,24 @@ def _reference_stage(pipeline, plan, stage_index, scorer, scored, layout, hidden
     keep = torch.ones(present.numel(), dtype=torch.bool)
     keep[rows] = False
     keep[rows[result.keep]] = True
-    return present[keep], hidden
+    return present[keep], hidden, result.merge, vis
+
+
+def _reference_levels(marked, levels, vis, merge, present, before):  # noqa: ANN001, ANN202
+    """DeepStack rows after a stage: merged groups averaged in every level, dropped tokens' rows gone."""
+    rows = torch.searchsorted(marked, vis)
+    levels = levels.clone()
+    if len(merge):
+        for level in levels:
+            level[rows] = merge.apply(level[rows])
+    still = torch.isin(marked, present)
+    return marked[still], levels[:, still]
+
+
+def _add_level(hidden, marked, rows):  # noqa: ANN001, ANN202
+    hidden = hidden.clone()
+    hidden[0, marked] = hidden[0, marked] + rows
+    return hidden
 
 
 def _run_layer(layer, hidden, idx, cos, sin):  # noqa: ANN001, ANN202
@@ -144,6 +206,8 @@ def _run_layer(layer, hidden, idx, cos, sin):  # noqa: ANN001, ANN202
     n = idx.numel()
     causal = torch.ones(n, n, dtype=torch.bool).tril()[None, None]
     mask = torch.zeros(causal.shape, dtype=hidden.dtype).masked_fill(~causal, torch.finfo(hidden.dtype).min)
+    if getattr(layer, "block_type", None) == "linear_attention":  # Qwen3.5 Gated DeltaNet: a scan, no mask
+        mask = None
     out = layer(sub, attention_mask=mask, position_embeddings=(cos[..., idx, :], sin[..., idx, :]),
                 position_ids=None)
     out = out[0] if isinstance(out, tuple) else out  # transformers < 4.54 returned a tuple
@@ -153,7 +217,8 @@ def _run_layer(layer, hidden, idx, cos, sin):  # noqa: ANN001, ANN202
 
 
 def recompute_last_logits(model: nn.Module, hidden0: torch.Tensor, rope_ids: torch.Tensor,
-                          present_at: dict[int, torch.Tensor], tokens: list[int]) -> torch.Tensor:
+                          present_at: dict[int, torch.Tensor], tokens: list[int],
+                          added: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
     """Logits after ``tokens`` (appended to the prompt), recomputing every layer on its own token set.
 
     New tokens get positions ``last prompt position + 1, + 2, ...`` on every rope row, as ``generate`` does.
@@ -170,6 +235,8 @@ def recompute_last_logits(model: nn.Module, hidden0: torch.Tensor, rope_ids: tor
     new_idx = torch.arange(length, length + len(tokens))
     for index, layer in enumerate(adapter.layers):
         hidden = _run_layer(layer, hidden, torch.cat([present_at[index], new_idx]), cos, sin)
+        if added and index in added:
+            hidden = _add_level(hidden, *added[index])
     return model.lm_head(lm.norm(hidden[:, -1:]))[0, -1]
 
 

@@ -17,7 +17,7 @@ from prunekit.errors import (
     UnknownStrategyError,
     UnsupportedModelError,
 )
-from prunekit.modelzoo import build_model
+from prunekit.adapters.random_models import build_model
 from prunekit.runtime.stats import ForwardStats, SampleStats
 
 

@@ -10,7 +10,7 @@ import pytest
 import prunekit
 from prunekit.benchmarks.efficiency import decode
 from prunekit.cli import main
-from prunekit.modelzoo import build_model, video_inputs
+from prunekit.adapters.random_models import build_model, video_inputs
 
 
 def test_paired_speedup_is_the_geometric_mean_with_a_t_interval() -> None:

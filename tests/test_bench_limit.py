@@ -7,7 +7,7 @@ import torch
 
 import prunekit
 from prunekit.benchmarks.efficiency import limit
-from prunekit.modelzoo import build_model, video_inputs
+from prunekit.adapters.random_models import build_model, video_inputs
 
 
 @pytest.mark.parametrize("family", ["llava_onevision", "qwen2_vl"])

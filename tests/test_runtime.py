@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import prunekit
+from prunekit.model_adapter import find_adapter
 from prunekit import Budget, PipelineConfig
 from prunekit.adapters.random_models import build_model, video_inputs
 from prunekit.errors import BudgetError, PrunekitError, UnsupportedModelError
 from prunekit.interfaces import FrameSelector, StageConfig
 from prunekit.pipeline import Pipeline
 from prunekit.plugins import get_registry, reload_plugins
-from prunekit.runtime.relevance import last_query_attention
 from prunekit.types import SelectionContext
 from tests.reference import capture_llm_inputs, reference_generate
 
@@ -87,7 +87,7 @@ def test_pre_llm_pruning_equals_model_fed_kept_embeddings(model, inputs, selecto
         with torch.no_grad():
             logits = model(**inputs).logits[:, -1]
         kept = handle.kept_indices()[0][0]
-    lm = prunekit.model_adapter.find_adapter(model).language_model
+    lm = find_adapter(model).language_model
     with torch.no_grad():
         hidden = lm(inputs_embeds=embeds[:, kept], position_ids=positions[..., kept],
                     attention_mask=torch.ones(1, kept.numel(), dtype=torch.long)).last_hidden_state
@@ -114,13 +114,13 @@ def test_recomputed_relevance_equals_eager_attention(family: str, inputs) -> Non
     """(f) last-query attention recomputed from q/k + RoPE equals eager attention's last row."""
     model = build_model(family, attn="eager")
     embeds, positions = capture_llm_inputs(model, inputs)
-    adapter = prunekit.model_adapter.find_adapter(model)
+    adapter = find_adapter(model)
     lm = adapter.language_model
     with torch.no_grad():
         out = lm(inputs_embeds=embeds, position_ids=positions, output_attentions=True, output_hidden_states=True)
-        cos, sin = lm.rotary_emb(embeds, adapter.rope_position_ids(positions, embeds.shape[1], 1, embeds.device))
-        for index, layer in enumerate(adapter.layers):
-            mine = last_query_attention(layer, out.hidden_states[index], cos, sin)
+        cos, sin = adapter.rotary_tables(embeds, positions)
+        for index in adapter.attention_layers:
+            mine = adapter.last_query_attention(index, out.hidden_states[index], cos, sin)
             eager = out.attentions[index][:, :, -1].mean(1)
             assert (mine - eager).abs().max().item() <= 1e-5
 
@@ -199,7 +199,7 @@ def test_llava_video_grid_layouts(pool_mode: str, newline: str) -> None:
     per_frame = rows * (rows + 1) if newline == "prune" else rows * rows
     assert stats.n_visual == 4 * per_frame
     if newline == "keep":
-        adapter = prunekit.model_adapter.find_adapter(model, newline="keep")
+        adapter = find_adapter(model, newline="keep")
         newlines = adapter.layouts(inputs["input_ids"], None)[0].layout_index
         assert all(bool(torch.isin(newlines, present).all()) for present in kept.values())
     reference = reference_generate(model, inputs, Pipeline(config), 4) if newline == "prune" else None
@@ -276,7 +276,7 @@ def test_stage_ranks_by_the_configured_layers_attention(attention_layer: str) ->
         "name": "t", "selector": {"name": "top_relevance", "attention_layer": attention_layer},
         "scheduler": {"name": "fixed", "layers": [2], "keep_fractions": [0.25]}})
     embeds, positions = capture_llm_inputs(model, inputs)
-    adapter = prunekit.adapter.find_adapter(model)
+    adapter = find_adapter(model)
     layout = adapter.layouts(inputs["input_ids"], positions)[0]
     with torch.no_grad():
         out = adapter.language_model(inputs_embeds=embeds, position_ids=positions, output_attentions=True)

@@ -60,9 +60,9 @@ def test_decode_masks_are_built_once_per_stage_and_step_with_the_same_tokens(mon
         builds = session._decode_masks.builds
         original_get = DecodeMasks.get
 
-        def per_layer(self, mask, valid, lm_len):  # noqa: ANN001, ANN202 - the old behaviour: no reuse
+        def per_layer(self, mask, valid, generated):  # noqa: ANN001, ANN202 - the old behaviour: no reuse
             self.clear()
-            return original_get(self, mask, valid, lm_len)
+            return original_get(self, mask, valid, generated)
 
         monkeypatch.setattr(DecodeMasks, "get", per_layer)
         every_layer_tokens, every_layer_logits = _generate(model, inputs)

@@ -36,12 +36,22 @@ SHAPES: dict[str, ModelShape] = {
                    description="LLaVA-Video-7B-Qwen2 (grid layout, average pooling): 13x(13+1) = 182 tokens/frame"),
         ModelShape("qwen2-vl-7b", "qwen2_vl", "7b", 32, 4, input_options={"height": 392, "width": 392},
                    description="Qwen2-VL-7B at 392x392: 196 tokens per temporal patch of 2 frames"),
+        ModelShape("qwen3-vl-8b", "qwen3_vl", "8b", 32, 4, input_options={"height": 448, "width": 448},
+                   description="Qwen3-VL-8B at 448x448: 196 tokens per temporal patch of 2 frames, each patch its "
+                               "own timestamped block; DeepStack levels after LLM layers 0-2"),
+        ModelShape("qwen3.5-9b", "qwen3_5", "9b", 32, 4, input_options={"height": 448, "width": 448},
+                   description="Qwen3.5-9B (hybrid: full attention every 4th layer, Gated DeltaNet elsewhere) at "
+                               "448x448: 196 tokens per temporal patch"),
         ModelShape("tiny", "llava_onevision", "tiny", 8, 2, text_tokens=(3, 5),
                    description="tiny LLaVA-OneVision (random weights, CPU smoke shape)"),
         ModelShape("tiny-llava-video", "llava_video", "tiny", 8, 2, text_tokens=(3, 5),
                    description="tiny LLaVA-Video grid layout (CPU smoke shape)"),
         ModelShape("tiny-qwen2-vl", "qwen2_vl", "tiny", 8, 2, text_tokens=(3, 5),
                    description="tiny Qwen2-VL (CPU smoke shape)"),
+        ModelShape("tiny-qwen3-vl", "qwen3_vl", "tiny", 8, 2, text_tokens=(3, 5),
+                   description="tiny Qwen3-VL with DeepStack (CPU smoke shape)"),
+        ModelShape("tiny-qwen3.5", "qwen3_5", "tiny", 8, 2, text_tokens=(3, 5),
+                   description="tiny Qwen3.5, hybrid attention (CPU smoke shape)"),
     )
 }
 

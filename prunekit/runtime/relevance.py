@@ -1,9 +1,12 @@
-"""Last-query attention recomputed from a layer's q/k projections, so SDPA/flash attention stay on."""
+"""Last-query attention from a layer's query/key states, so SDPA/flash attention stay on.
+
+Model-agnostic maths only: the adapter projects the queries and keys (`ModelAdapter.query_key`)
+and supplies the rotary tables.
+"""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -12,33 +15,26 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def merge_mrope(cos: torch.Tensor, section: list[int]) -> torch.Tensor:
-    """Recombine Qwen-VL's ``[3, B, L, hd]`` rotary tables (transformers <= 5.10) into ``[B, L, hd]``."""
-    chunks = cos.split(list(section) * 2, dim=-1)
-    return torch.cat([chunk[i % 3] for i, chunk in enumerate(chunks)], dim=-1)
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x [B, H, L, hd]`` by ``cos, sin [B, L, rd]``; with ``rd < hd`` (partial rotary) the rest passes."""
+    cos, sin = cos[:, None], sin[:, None]
+    rotary = cos.shape[-1]
+    if rotary == x.shape[-1]:
+        return x * cos + rotate_half(x) * sin
+    rot, rest = x[..., :rotary], x[..., rotary:]
+    return torch.cat((rot * cos + rotate_half(rot) * sin, rest), dim=-1)
 
 
-def last_query_attention(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                         key_valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Head-averaged attention of the last token over all tokens at the input of ``layer``: ``[B, L]``.
+def last_query_scores(q: torch.Tensor, k: torch.Tensor, scaling: float,
+                      key_valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Head-averaged softmax attention of one query ``q [B, H, 1, hd]`` over ``k [B, Hkv, L, hd]``: ``[B, L]``.
 
-    Equals the last row of the layer's eager attention weights (averaged over heads), computed with
-    one extra ``k_proj`` over the sequence (< 1% of a decoder layer) instead of ``L x L`` weights.
+    Equals the last row of the layer's eager attention weights averaged over heads (grouped-query
+    heads share their key head); ``key_valid [B, L]`` masks padding.
     """
-    attn = layer.self_attn
-    if cos.ndim == 4:  # transformers <= 5.10 Qwen-VL: [3, B, L, hd]
-        section = attn.config.rope_parameters.get("mrope_section") if hasattr(attn.config, "rope_parameters") \
-            else attn.config.rope_scaling["mrope_section"]
-        cos, sin = merge_mrope(cos, section), merge_mrope(sin, section)
-    x = layer.input_layernorm(hidden)
-    bsz, length, _ = x.shape
-    hd = attn.head_dim
-    q = attn.q_proj(x[:, -1:]).view(bsz, 1, -1, hd).transpose(1, 2)  # [B, H, 1, hd]
-    k = attn.k_proj(x).view(bsz, length, -1, hd).transpose(1, 2)  # [B, Hkv, L, hd]
-    q = q * cos[:, None, -1:] + rotate_half(q) * sin[:, None, -1:]
-    k = k * cos[:, None] + rotate_half(k) * sin[:, None]
-    heads, kv_heads = q.shape[1], k.shape[1]
-    scores = (q.reshape(bsz, kv_heads, heads // kv_heads, hd) @ k.transpose(-1, -2)) * attn.scaling
+    bsz, heads, _, hd = q.shape
+    kv_heads = k.shape[1]
+    scores = (q.reshape(bsz, kv_heads, heads // kv_heads, hd) @ k.transpose(-1, -2)) * scaling
     if key_valid is not None:  # [B, L]
         scores = scores.masked_fill(~key_valid[:, None, None, :], float("-inf"))
     return scores.softmax(-1, dtype=torch.float32).mean((1, 2))  # [B, L]

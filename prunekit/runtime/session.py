@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from prunekit.model_adapter import ModelAdapter
+from prunekit.ops.injection import add_level, fold_levels
 from prunekit.ops.nosync import device_to_host, host_to_device, true_indices
 from prunekit.pipeline import Pipeline, SamplePlan
-from prunekit.runtime.relevance import last_query_attention
 from prunekit.runtime.sequence import gather_tokens, left_pad_index, prefill_mask, to_mask_format
 from prunekit.runtime.stats import ForwardStats, SampleStats
 from prunekit.runtime.timing import StageTimer
@@ -40,6 +40,8 @@ class Track:
     lm: torch.Tensor  # [n] position in the LM-input sequence of every present token
     next_stage: int = 0
     kept: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> original indices present from it on
+    injected_orig: torch.Tensor | None = None  # [m] original indices of the tokens receiving injected levels
+    injected: torch.Tensor | None = None  # [n_levels, m, D] their levels (DeepStack), pruned like the tokens
 
 
 @dataclass
@@ -110,6 +112,8 @@ class ForwardState:
     previous_attention: torch.Tensor | None = None  # [B, Lc] layer K-1's, for a stage at K that scores by it
     text_counts: list[int] = field(default_factory=list)  # valid tokens per sample (unpruned)
     recorded: bool = False
+    generated: int = 0  # tokens decoded since the prefill (the newest columns of every decode mask)
+    injecting: bool = False  # whether the runtime adds per-token levels (DeepStack) after the first layers
 
 
 class PruneSession:
@@ -138,6 +142,8 @@ class PruneSession:
         for index, layer in enumerate(self.layers):
             hook = self._make_layer_hook(index)
             self._hooks.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
+        for index in range(self.adapter.injection_levels):
+            self._hooks.append(self.layers[index].register_forward_hook(self._make_injection_hook(index)))
 
     def remove(self) -> None:
         """Unregister every hook and forget all state."""
@@ -163,6 +169,7 @@ class PruneSession:
             with torch.no_grad():
                 return self._prefill(args, kwargs, embeds, cache)
         if self.state is not None:
+            self.state.generated += embeds.shape[1]
             self._decode_lm(kwargs)
             return args, kwargs
         return None
@@ -200,10 +207,33 @@ class PruneSession:
             kwargs["position_embeddings"] = current.position_embeddings
             if "position_ids" in kwargs:
                 kwargs["position_ids"] = current.position_ids
-            kwargs["attention_mask"] = current.attention_mask
+            kwargs["attention_mask"] = self.adapter.layer_attention_mask(index, current.attention_mask, current.valid)
             return args, kwargs
 
         return hook
+
+    def _make_injection_hook(self, index: int):  # noqa: ANN202 - a hook closure
+        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+            state = self.state
+            hidden = output[0] if isinstance(output, tuple) else output
+            if state is None or not state.injecting or hidden.shape[1] == 1:
+                return None
+            hidden = self._inject(index, hidden)
+            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+        return hook
+
+    def _inject(self, level: int, hidden: torch.Tensor) -> torch.Tensor:
+        """Add injected ``level`` to the present tokens that receive it (the LM's own add, on kept rows)."""
+        hidden = hidden.clone()
+        width = hidden.shape[1]
+        for b, track in enumerate(self.state.tracks):
+            if track.injected is None or track.injected_orig.numel() == 0:
+                continue
+            orig = track.orig.to(hidden.device)
+            rows = width - orig.numel() + torch.searchsorted(orig, track.injected_orig.to(hidden.device))
+            add_level(hidden[b], rows, track.injected[level].to(hidden.device))
+        return hidden
 
     # -- prefill, before the LLM -----------------------------------------------------------------
     def _prefill(self, args: tuple, kwargs: dict, embeds: torch.Tensor, cache: Any) -> tuple[tuple, dict] | None:
@@ -248,6 +278,10 @@ class PruneSession:
             self._record_stats(ForwardState(length, length, valid0, tracks, set(), text_counts=text_counts))
             return None
         embeds = embeds.clone()
+        injection = self.adapter.take_layer_injection(kwargs)  # the runtime adds these to the kept tokens now
+        if injection is not None:
+            for track, (rows, levels) in zip(tracks, injection.per_sample()):
+                track.injected_orig, track.injected = rows.to(embeds.device), levels.to(embeds.device)
         if any(_prunes_before_llm(t) for t in tracks):
             attention = self._layer0_attention(embeds, positions, valid0) if self.pipeline.needs_relevance else None
             for b, track in enumerate(tracks):
@@ -265,23 +299,21 @@ class PruneSession:
             kwargs["attention_mask"] = valid.to(mask_in.dtype)
         elif mask_in is None and (len({t.orig.numel() for t in tracks}) > 1 or cache is None):
             kwargs["attention_mask"] = valid.long()  # also avoids the packed-sequence trap for gapped positions
-        if kwargs.get("cache_position") is not None:  # transformers <= 5.3
-            kwargs["cache_position"] = torch.arange(index.shape[1], device=embeds.device)
+        self.adapter.restart_lm_kwargs(kwargs, index.shape[1], embeds.device)
         lm_len = index.shape[1]
         for track in tracks:
             n = track.orig.numel()
             track.lm = torch.arange(lm_len - n, lm_len, device=embeds.device)
         stage_layers = {s.layer for t in tracks if t.plan for s in t.plan.stages if s.layer > 0}
-        self.state = ForwardState(length, lm_len, valid, tracks, stage_layers, text_counts=text_counts)
+        self.state = ForwardState(length, lm_len, valid, tracks, stage_layers, text_counts=text_counts,
+                                  injecting=injection is not None)
         return args, kwargs
 
     def _layer0_attention(self, embeds: torch.Tensor, positions: torch.Tensor | None,
                           valid: torch.Tensor) -> torch.Tensor:
         with self.timer("relevance"):
-            lm = self.adapter.language_model
-            rope_ids = self.adapter.rope_position_ids(positions, embeds.shape[1], embeds.shape[0], embeds.device)
-            cos, sin = lm.rotary_emb(embeds, rope_ids)
-            return _attention_on_layer_device(self.layers[0], embeds, cos, sin, valid).to(embeds.device)
+            cos, sin = self.adapter.rotary_tables(embeds, positions)
+            return self._attention(0, embeds, cos, sin, valid).to(embeds.device)
 
     def _run_stage(self, track: Track, hidden: torch.Tensor, present_pos: torch.Tensor, present_orig: torch.Tensor,
                    attention: torch.Tensor | None) -> torch.Tensor:
@@ -298,10 +330,20 @@ class PruneSession:
         track.next_stage += 1
         if len(result.merge):
             hidden[positions] = result.merge.apply(feats).to(hidden.dtype)
+        if track.injected is not None:
+            _prune_injected(track, vis_orig, result)
         keep = torch.ones(present_orig.numel(), dtype=torch.bool, device=present_orig.device)
         keep.index_fill_(0, rows, False)  # index_fill_, not keep[rows] = ...: a scalar index_put copies (and syncs)
         keep.index_fill_(0, rows[result.keep.to(rows.device)], True)
         return true_indices(keep, present_orig.numel() - rows.numel() + result.keep.numel())
+
+    def _attention(self, index: int, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                   valid: torch.Tensor) -> torch.Tensor:
+        """The adapter's last-query attention for a stage at ``index``, computed where the scoring layer's
+        weights are (device_map-sharded models)."""
+        device = _execution_device(self.layers[self.adapter.relevance_layer(index)], hidden)
+        return self.adapter.last_query_attention(index, hidden.to(device), cos.to(device), sin.to(device),
+                                                 valid.to(device))
 
     # -- prefill, inside the LLM -----------------------------------------------------------------
     def _layer_stage(self, index: int, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
@@ -344,6 +386,9 @@ class PruneSession:
         if position_ids is not None:
             position_ids = gather_tokens(position_ids.to(device), lm_index, position_ids.ndim - 1)
         mask_in = kwargs.get("attention_mask")
+        attends = index in self.adapter.attention_layers
+        if not attends:  # a linear-attention layer's 2-D mask says nothing of the causal masks' format
+            mask_in = _mask_format_of(self.model)
         mask = None
         if mask_in is not None or len({r.numel() for r in rows}) > 1:  # ragged rows need a padding mask
             mask = prefill_mask(new_valid, mask_in, hidden.dtype)
@@ -359,7 +404,7 @@ class PruneSession:
             (cur.position_embeddings, cur.valid)
         device = _execution_device(self.layers[index], hidden)
         with self.timer("relevance"):
-            return _attention_on_layer_device(self.layers[index], hidden, cos, sin, valid).to(device)
+            return self._attention(index, hidden, cos, sin, valid).to(device)
 
     # -- decode ------------------------------------------------------------------------------------
     def _decode_lm(self, kwargs: dict) -> None:
@@ -374,12 +419,14 @@ class PruneSession:
         valid = self.state.layer_valid.get(index)
         if valid is None or not isinstance(mask, torch.Tensor) or mask.ndim != 4:
             return None
-        kwargs["attention_mask"] = self._decode_masks.get(mask, valid, self.state.lm_len)
+        # the LM sizes its mask for one layer's cache (the first full-attention layer's on hybrid models):
+        # its newest columns are the decoded tokens whatever that length was
+        kwargs["attention_mask"] = self._decode_masks.get(mask, valid, self.state.generated)
         return args, kwargs
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def _record_stats(self, state: ForwardState) -> None:
-        cfg = self.adapter.text_config
+        shape = self.adapter.flops_shape()
         samples = []
         for track, total in zip(state.tracks, state.text_counts):
             plan = track.plan
@@ -388,8 +435,11 @@ class PruneSession:
                 continue
             samples.append(SampleStats.from_plan(
                 plan.stages, plan.kept_per_stage, plan.layout.num_visual, total - plan.layout.num_visual,
-                len(plan.segments), self.num_layers, cfg.hidden_size, cfg.intermediate_size))
-        self.last_stats = ForwardStats(samples, self.timer.snapshot())
+                len(plan.segments), self.num_layers, **shape))
+        scoring = {} if not self.pipeline.needs_relevance else {
+            layer: self.adapter.relevance_layer(layer) for layer in sorted(
+                {s.layer for t in state.tracks if t.plan for s in t.plan.stages})}
+        self.last_stats = ForwardStats(samples, self.timer.snapshot(), scoring)
         self.last_kept = [dict(t.kept) for t in state.tracks]
 
     def _warn_once(self, message: str) -> None:
@@ -412,8 +462,9 @@ class DecodeMasks:
         self.built: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(valid) -> (valid, mask)
         self.builds = 0  # masks built so far (tests count them)
 
-    def get(self, mask: torch.Tensor, valid: torch.Tensor, lm_len: int) -> torch.Tensor:
-        """``mask`` with its first ``lm_len`` columns replaced by ``valid`` (the layer's kept prefix)."""
+    def get(self, mask: torch.Tensor, valid: torch.Tensor, generated: int) -> torch.Tensor:
+        """``valid`` (the layer's kept prefix) followed by the newest ``generated`` columns of ``mask``
+        (the decoded tokens)."""
         if mask is not self.step_mask:
             self.step_mask, self.built = mask, {}
         hit = self.built.get(id(valid))
@@ -421,7 +472,7 @@ class DecodeMasks:
             return hit[1]
         allowed = valid.to(mask.device)[:, None, None, :].expand(-1, 1, mask.shape[2], -1)
         prefix = to_mask_format(allowed, mask, mask.dtype)
-        out = torch.cat([prefix, mask[..., lm_len:]], -1)
+        out = torch.cat([prefix, mask[..., mask.shape[-1] - generated:]], -1)
         self.built[id(valid)] = (valid, out)
         self.builds += 1
         return out
@@ -429,6 +480,25 @@ class DecodeMasks:
     def clear(self) -> None:
         """Forget the step (releases its tensors)."""
         self.step_mask, self.built = None, {}
+
+
+def _prune_injected(track: Track, vis_orig: torch.Tensor, result: Any) -> None:
+    """Give the track's injected levels the stage's merges and keep (``vis_orig``: the live visual tokens)."""
+    inj_orig = track.injected_orig.to(vis_orig.device)
+    rows = torch.searchsorted(inj_orig, vis_orig)  # every visual token receives the levels
+    levels = fold_levels(track.injected.to(vis_orig.device), rows, result.merge)
+    keep = torch.ones(inj_orig.numel(), dtype=torch.bool, device=inj_orig.device)
+    keep.index_fill_(0, rows, False)
+    keep.index_fill_(0, rows[result.keep.to(rows.device)], True)
+    kept = true_indices(keep, inj_orig.numel() - rows.numel() + result.keep.numel())
+    track.injected_orig, track.injected = inj_orig[kept], levels[:, kept]
+
+
+def _mask_format_of(model: nn.Module) -> torch.Tensor | None:
+    """A stand-in for the causal mask the LM builds: an additive float mask for eager attention (which needs
+    one), None (boolean, or SDPA's implicit causal mask) otherwise."""
+    eager = getattr(model.config, "_attn_implementation", None) == "eager"
+    return torch.zeros(0, dtype=model.dtype) if eager else None
 
 
 def _prunes_before_llm(track: Track) -> bool:
@@ -442,8 +512,3 @@ def _execution_device(layer: nn.Module, hidden: torch.Tensor) -> torch.device:
     return hidden.device if param is None or param.device.type == "meta" else param.device
 
 
-def _attention_on_layer_device(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                               valid: torch.Tensor) -> torch.Tensor:
-    """Last-query attention computed where ``layer``'s weights are (device_map-sharded models)."""
-    device = _execution_device(layer, hidden)
-    return last_query_attention(layer, hidden.to(device), cos.to(device), sin.to(device), valid.to(device))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 
 from prunekit.budget import realized_retention, visual_tokens_per_layer
@@ -35,12 +36,14 @@ class SampleStats:
 
     @classmethod
     def from_plan(cls, stages: list[Stage], kept: list[int], n_visual: int, n_text: int, segments: int,
-                  num_layers: int, hidden_size: int, intermediate_size: int) -> SampleStats:
-        """Stats of the stages that ran (``kept`` = realized counts, one per stage run)."""
+                  num_layers: int, hidden_size: int, intermediate_size: int, linear_layers: Collection[int] = (),
+                  state_size: int = 0) -> SampleStats:
+        """Stats of the stages that ran (``kept`` = realized counts, one per stage run); ``linear_layers`` and
+        ``state_size`` give linear-attention layers their own FLOPs term (`prunekit.flops.flops`)."""
         realized = [Stage(s.layer, k) for s, k in zip(stages, kept)]
         retention = realized_retention(realized, n_visual, num_layers)
         per_layer = visual_tokens_per_layer(realized, n_visual, num_layers)
-        ratio = flops_ratio(per_layer, n_visual, n_text, hidden_size, intermediate_size)
+        ratio = flops_ratio(per_layer, n_visual, n_text, hidden_size, intermediate_size, linear_layers, state_size)
         return cls(n_visual, n_text, segments, [(s.layer, s.keep) for s in realized], retention["input"],
                    retention["layer_average"], ratio)
 
@@ -51,6 +54,9 @@ class ForwardStats:
 
     samples: list[SampleStats]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    scoring_layers: dict[int, int] = field(default_factory=dict)
+    """Stage layer -> the layer whose query/key projections scored it, for stages that used relevance. They
+    differ on hybrid models (Qwen3.5), where a stage at a linear-attention layer borrows a full-attention one."""
 
     def _mean(self, name: str, video_only: bool = False) -> float:
         samples = [s for s in self.samples if s.n_visual > 0] if video_only else self.samples
@@ -80,11 +86,14 @@ class ForwardStats:
             "flops_ratio": self.flops_ratio,
             "samples": [asdict(s) for s in self.samples],
             "timings_ms": dict(self.timings_ms),
+            "scoring_layers": dict(self.scoring_layers),
         }
 
     def __str__(self) -> str:
         stages = "; ".join(
             f"sample {i}: " + ", ".join(f"L{layer}:{keep}" for layer, keep in s.stages) for i, s in
             enumerate(self.samples))
+        borrowed = ", ".join(f"L{stage} scored by L{source}" for stage, source in self.scoring_layers.items()
+                             if stage != source)
         return (f"input retention {self.input_retention:.1%}, layer-average {self.layer_average_retention:.1%}, "
-                f"FLOPs ratio {self.flops_ratio:.3f} [{stages}]")
+                f"FLOPs ratio {self.flops_ratio:.3f} [{stages}]" + (f" ({borrowed})" if borrowed else ""))

@@ -1,0 +1,1 @@
+"""Studies for hybrid-attention models (Qwen3.5)."""
