@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prunekit.hookspecs import hookimpl
 from prunekit.registry import ScopedRegistry
+from prunekit.strategies.earlytom.merger import EarlyFrameMerger
+from prunekit.strategies.earlytom.presets import PRESETS as EARLYTOM_PRESETS
 from prunekit.strategies.generic.allocators import ProportionalAllocator
 from prunekit.strategies.generic.schedulers import FixedScheduler, ProgressiveScheduler
 from prunekit.strategies.generic.segmenters import FixedLengthSegmenter, SingleSegmenter
@@ -20,6 +22,7 @@ STAGES = (
     ProportionalAllocator, MVOffsetAllocator,
     UniformSelector, RandomSelector, ConditionalDPPSelector,
     FixedScheduler, ProgressiveScheduler,
+    EarlyFrameMerger,
 )
 
 
@@ -31,5 +34,5 @@ def prunekit_register_strategies(registry: ScopedRegistry) -> None:
 
 @hookimpl
 def prunekit_register_presets(registry: ScopedRegistry) -> None:
-    for name, factory in PRESETS.items():
+    for name, factory in {**PRESETS, **EARLYTOM_PRESETS}.items():
         registry.register_preset(name, factory, description=(factory.__doc__ or "").strip())
