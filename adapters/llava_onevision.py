@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from prunekit.adapter import ModelAdapter
-from prunekit.errors import InvalidInputError
+from prunekit.adapter import ModelAdapter, VisionTower
+from prunekit.errors import InvalidInputError, UnsupportedModelError
 from prunekit.types import VideoLayout
 
 
@@ -38,6 +38,24 @@ class LlavaOnevisionAdapter(ModelAdapter):
         vision = self.model.config.vision_config
         side = math.ceil(vision.image_size // vision.patch_size / 2)
         return side, side
+
+    def vision_tower(self) -> VisionTower:
+        """SigLIP: every frame is its own image in the batch, so frames may leave it between layers."""
+        config = self.model.config
+        tower = self.model.model.vision_tower
+        encoder = getattr(tower, "encoder", None) or getattr(getattr(tower, "vision_model", None), "encoder", None)
+        if encoder is None or not hasattr(encoder, "layers"):
+            raise UnsupportedModelError(
+                f"encoder-level stages need a SigLIP-style vision tower with .encoder.layers; this model's is "
+                f"{type(tower).__name__}.")
+        layers = list(encoder.layers)
+        feature = config.vision_feature_layer
+        if not isinstance(feature, int):
+            raise UnsupportedModelError(
+                f"encoder-level stages support one vision_feature_layer, this model concatenates {feature}.")
+        index = feature if feature >= 0 else len(layers) + 1 + feature
+        grid = self.pooled_grid
+        return VisionTower(tower, layers, index, grid[0] * grid[1])
 
     def layouts(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None) -> list[VideoLayout | None]:
         video_id = self.model.config.video_token_id

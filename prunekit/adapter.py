@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -10,6 +11,23 @@ from torch import nn
 
 from prunekit.errors import UnsupportedModelError
 from prunekit.types import VideoLayout
+
+
+@dataclass(frozen=True)
+class VisionTower:
+    """What encoder-level stages need of a model's vision tower (see `ModelAdapter.vision_tower`).
+
+    Attributes:
+        tower: the module called once per forward on every video frame, ``[videos * F, C, H, W]``.
+        layers: its transformer layers in order; each attends within one frame only.
+        feature_index: non-negative index into the tower's ``hidden_states`` that the projector reads.
+        tokens_per_frame: LLM input tokens one frame becomes (after pooling), what the budget counts.
+    """
+
+    tower: nn.Module
+    layers: list[nn.Module]
+    feature_index: int
+    tokens_per_frame: int
 
 
 class ModelAdapter(ABC):
@@ -59,6 +77,17 @@ class ModelAdapter(ABC):
         if position_ids is None:
             return torch.arange(seq_len, device=device)[None].expand(batch, -1)
         return position_ids
+
+    def vision_tower(self) -> VisionTower:
+        """The vision tower as encoder-level stages see it; families without support raise.
+
+        Raises `UnsupportedModelError` unless the adapter overrides it (a tower whose frames pass
+        through it independently, so frames can leave the batch between layers).
+        """
+        raise UnsupportedModelError(
+            f"the {self.name} adapter does not support encoder-level stages (pipelines with an 'encoder'); "
+            "they run on LLaVA-OneVision models (llava_onevision adapter, also HF LLaVA-Video conversions). "
+            "Use a pipeline without an encoder stage for this model.")
 
     # -- video layout -------------------------------------------------------------------------
     @abstractmethod

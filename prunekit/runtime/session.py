@@ -25,6 +25,7 @@ from torch import nn
 from prunekit.adapter import ModelAdapter
 from prunekit.ops.nosync import device_to_host, host_to_device, true_indices
 from prunekit.pipeline import Pipeline, SamplePlan
+from prunekit.runtime.encoder import EncoderHooks, reduce_layouts
 from prunekit.runtime.relevance import last_query_attention
 from prunekit.runtime.sequence import gather_tokens, left_pad_index, prefill_mask, to_mask_format
 from prunekit.runtime.stats import ForwardStats, SampleStats
@@ -123,6 +124,9 @@ class PruneSession:
         self.last_stats: ForwardStats | None = None
         self.last_kept: list[dict[int, torch.Tensor]] = []
         self.timer = StageTimer()
+        # the encoder level (inside the vision tower), only for pipelines that have one
+        self.encoder_hooks = EncoderHooks(model, adapter, pipeline, self.num_layers) \
+            if pipeline.encoder is not None else None
         self._warned = False
         self._hooks: list[Any] = []
 
@@ -136,12 +140,16 @@ class PruneSession:
         for index, layer in enumerate(self.layers):
             hook = self._make_layer_hook(index)
             self._hooks.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
+        if self.encoder_hooks is not None:
+            self.encoder_hooks.install()
 
     def remove(self) -> None:
         """Unregister every hook and forget all state."""
         for handle in self._hooks:
             handle.remove()
         self._hooks.clear()
+        if self.encoder_hooks is not None:
+            self.encoder_hooks.remove()
         self.state, self.pending = None, None
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -212,6 +220,8 @@ class PruneSession:
         layout_positions = positions.cpu() if positions is not None and self.adapter.layout_needs_positions \
             else None
         layouts = self.adapter.layouts(ids_host, layout_positions)
+        reductions = self.encoder_hooks.take() if self.encoder_hooks is not None else None
+        layouts, dropped, n_original = reduce_layouts(layouts, reductions)  # frames the vision tower dropped
         if all(layout is None for layout in layouts):
             return None
         # index tables live where the embeddings are, so later stages copy nothing host-to-device
@@ -225,15 +235,22 @@ class PruneSession:
             valid0 = torch.ones(batch, length, dtype=torch.bool, device=embeds.device)
             valid_host = torch.ones(batch, length, dtype=torch.bool)
         tracks: list[Track] = []
+        text_counts = [int(valid_host[b].sum()) for b in range(batch)]  # valid tokens per sample, before pruning
+        if any(d is not None for d in dropped):  # the dropped frames' placeholders never enter the LLM
+            valid_host = valid_host.clone()
+            valid0 = valid0.clone()
+            for b, gone in enumerate(dropped):
+                if gone is not None:
+                    valid_host[b, gone] = False
+                    valid0[b, gone.to(valid0.device)] = False
         with self.timer("plan"):
             for b, layout in enumerate(layouts):
                 orig = host_to_device(torch.nonzero(valid_host[b]).flatten(), embeds.device)
                 plan = None
                 if layout is not None:
                     feats = embeds[b, layout.token_index]
-                    plan = self.pipeline.start(feats, layout, self.num_layers)
+                    plan = self.pipeline.start(feats, layout, self.num_layers, n_original=n_original[b])
                 tracks.append(Track(plan, orig, orig.clone()))
-        text_counts = [t.orig.numel() for t in tracks]  # valid tokens per sample, before pruning
         if not any(t.plan is not None and t.plan.stages for t in tracks):  # retain = 1.0: touch nothing
             self._record_stats(ForwardState(length, length, valid0, tracks, set(), text_counts=text_counts))
             return None
@@ -375,7 +392,7 @@ class PruneSession:
                 samples.append(SampleStats.unpruned(total, self.num_layers))
                 continue
             samples.append(SampleStats.from_plan(
-                plan.stages, plan.kept_per_stage, plan.layout.num_visual, total - plan.layout.num_visual,
+                plan.stages, plan.kept_per_stage, plan.n_visual, total - plan.n_visual,
                 len(plan.segments), self.num_layers, cfg.hidden_size, cfg.intermediate_size))
         self.last_stats = ForwardStats(samples, self.timer.snapshot())
         self.last_kept = [dict(t.kept) for t in state.tracks]
