@@ -55,7 +55,7 @@ class LlavaOnevisionAdapter(ModelAdapter):
                 f"encoder-level stages support one vision_feature_layer, this model concatenates {feature}.")
         index = feature if feature >= 0 else len(layers) + 1 + feature
         grid = self.pooled_grid
-        return VisionTower(tower, layers, index, grid[0] * grid[1])
+        return VisionTower(self.model.model, tower, layers, index, grid[0] * grid[1])
 
     def layouts(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None) -> list[VideoLayout | None]:
         video_id = self.model.config.video_token_id

@@ -18,12 +18,15 @@ class VisionTower:
     """What encoder-level stages need of a model's vision tower (see `ModelAdapter.vision_tower`).
 
     Attributes:
-        tower: the module called once per forward on every video frame, ``[videos * F, C, H, W]``.
+        owner: the module whose ``get_video_features(pixel_values_videos [videos, F, C, H, W], ...)`` runs
+            the tower on the videos (``generate`` calls it before the first forward).
+        tower: the module it calls once on every video frame, ``[videos * F, C, H, W]``.
         layers: its transformer layers in order; each attends within one frame only.
         feature_index: non-negative index into the tower's ``hidden_states`` that the projector reads.
         tokens_per_frame: LLM input tokens one frame becomes (after pooling), what the budget counts.
     """
 
+    owner: nn.Module
     tower: nn.Module
     layers: list[nn.Module]
     feature_index: int

@@ -69,6 +69,18 @@ def eager_last_row(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, si
 
 
 @dataclass
+class LLMInputs:
+    """What the LLM receives: ``embeds [1, L, D]``, positions, the video layout, the sequence indices
+    ``present`` that enter it, and the visual token count before any encoder stage."""
+
+    embeds: torch.Tensor
+    positions: torch.Tensor
+    layout: object
+    present: torch.Tensor
+    n_original: int
+
+
+@dataclass
 class ReferenceRun:
     """Logits per generated step and the token sets present at each stage layer."""
 
@@ -77,21 +89,27 @@ class ReferenceRun:
     present: dict[int, torch.Tensor]
 
 
-def reference_generate(model: nn.Module, inputs: dict, pipeline: Pipeline, new_tokens: int) -> ReferenceRun:
-    """Greedy generation of ``new_tokens`` with ``pipeline`` applied by the slow reference (batch 1)."""
+def reference_generate(model: nn.Module, inputs: dict, pipeline: Pipeline, new_tokens: int,
+                       llm_inputs: LLMInputs | None = None) -> ReferenceRun:
+    """Greedy generation of ``new_tokens`` with ``pipeline`` applied by the slow reference (batch 1).
+
+    ``llm_inputs`` replaces what the unpatched model gives its LLM (e.g. an encoder stage's result).
+    """
     adapter = find_adapter(model)
     lm = adapter.language_model
     layers = adapter.layers
-    embeds, positions = capture_llm_inputs(model, inputs)
-    layout = adapter.layouts(inputs["input_ids"], positions)[0]
+    if llm_inputs is None:
+        embeds, positions = capture_llm_inputs(model, inputs)
+        layout = adapter.layouts(inputs["input_ids"], positions)[0]
+        llm_inputs = LLMInputs(embeds, positions, layout, torch.arange(embeds.shape[1]), layout.num_visual)
+    embeds, positions, layout = llm_inputs.embeds, llm_inputs.positions, llm_inputs.layout
     rope_ids = adapter.rope_position_ids(positions, embeds.shape[1], 1, embeds.device)
-    plan = pipeline.start(embeds[0, layout.token_index], layout, len(layers))
+    plan = pipeline.start(embeds[0, layout.token_index], layout, len(layers), n_original=llm_inputs.n_original)
     stage_at = {s.layer: i for i, s in enumerate(plan.stages)}
-    length = embeds.shape[1]
 
     with torch.no_grad():
         hidden0 = embeds.clone()
-        present = torch.arange(length)
+        present = llm_inputs.present
         present_at: dict[int, torch.Tensor] = {}
         # prefill: decide what survives where
         hidden = hidden0.clone()

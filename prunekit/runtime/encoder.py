@@ -1,10 +1,11 @@
 """The hooks that run a pipeline's encoder stage inside the vision tower.
 
-Four instance-level hooks:
+Three instance-level hooks:
 
-* on the top-level model: remember this forward's ``pixel_values_videos`` (to recognise the tower
-  call that encodes them: images go through the same tower);
-* on the tower (pre): arm for that call only;
+* around ``get_video_features`` of the model that owns the tower (an instance attribute wrapping the
+  class's method, signature kept, because ``generate`` calls it before the first forward and picks its
+  arguments by signature): arm for the tower call that encodes the videos (images go through the same
+  tower and are left alone), with the videos' frame count;
 * on tower layer ``j`` (pre): per video, ask the encoder stage which frames continue, fold the
   others into them and hand the layer the smaller batch, so layers ``j..`` run on fewer frames;
 * on the tower (post): give every output back its ``videos * F`` rows (a dropped frame repeats the
@@ -17,6 +18,7 @@ placeholder tokens before the LLM; kept tokens keep their original positions.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -26,6 +28,8 @@ from prunekit.adapter import ModelAdapter
 from prunekit.errors import ConfigError, UnsupportedModelError
 from prunekit.pipeline import Pipeline
 from prunekit.types import FrameReduction, VideoLayout
+
+_MISSING = object()
 
 
 class EncoderHooks:
@@ -41,61 +45,61 @@ class EncoderHooks:
                 f"encoder stage {pipeline.encoder.config.name!r} acts at vision-tower layer {layer}, but the tower has "
                 f"{depth} layers and the projector reads hidden state {self.access.feature_index}; use a layer below "
                 f"{min(depth, self.access.feature_index + 1)}.")
-        self._videos: torch.Tensor | None = None
-        self._armed = False
-        self._frames = 0  # frames per video of the armed call (a batch's videos all have the same count)
+        self._frames = 0  # frames per video of the armed tower call (0: not armed)
         self._rows: torch.Tensor | None = None  # [videos * F] row of the reduced batch behind every frame
         self._reductions: list[FrameReduction | None] | None = None
         self._hooks: list[Any] = []
+        self._previous: Any = _MISSING  # the owner's own instance attribute get_video_features, if it had one
 
     def install(self) -> None:
-        """Register the four hooks (instance level only)."""
-        tower = self.access.tower
+        """Wrap the owner's ``get_video_features`` and register the layer and tower hooks (instance level only)."""
+        owner, tower = self.access.owner, self.access.tower
+        self._previous = vars(owner).get("get_video_features", _MISSING)
+        original = owner.get_video_features
+
+        @functools.wraps(original)
+        def get_video_features(pixel_values_videos: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            self._reductions, self._rows = None, None  # a new video batch: forget any earlier decision
+            self._frames = pixel_values_videos.shape[1] if pixel_values_videos.ndim == 5 else 0
+            try:
+                return original(pixel_values_videos, *args, **kwargs)
+            finally:
+                self._frames = 0
+
+        owner.get_video_features = get_video_features
         self._hooks += [
-            self.model.register_forward_pre_hook(self._capture_videos, with_kwargs=True),
-            tower.register_forward_pre_hook(self._arm, with_kwargs=True),
             self.access.layers[self.pipeline.encoder.layer].register_forward_pre_hook(self._reduce, with_kwargs=True),
             tower.register_forward_hook(self._expand),
         ]
 
     def remove(self) -> None:
-        """Unregister every hook and forget all state."""
+        """Unregister every hook, restore ``get_video_features`` and forget all state."""
         for handle in self._hooks:
             handle.remove()
         self._hooks.clear()
-        self._videos, self._armed, self._rows, self._reductions = None, False, None, None
+        owner = self.access.owner
+        if "get_video_features" in vars(owner):
+            del owner.get_video_features
+        if self._previous is not _MISSING:
+            owner.get_video_features = self._previous
+        self._previous = _MISSING
+        self._frames, self._rows, self._reductions = 0, None, None
 
     def take(self) -> list[FrameReduction | None] | None:
-        """The latest tower call's decision per video (None: the encoder stage did not run); clears it."""
+        """The latest video encoding's decision per video (None: the encoder stage did not run); clears it."""
         reductions, self._reductions = self._reductions, None
         return reductions
 
     # -- hooks ---------------------------------------------------------------------------------
-    def _capture_videos(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        videos = kwargs.get("pixel_values_videos")
-        self._videos = videos if isinstance(videos, torch.Tensor) and videos.ndim == 5 else None
-        self._reductions, self._armed, self._rows = None, False, None  # a new forward: forget stale decisions
-
-    def _arm(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        pixels = args[0] if args else kwargs.get("pixel_values")
-        videos = self._videos
-        self._armed = (videos is not None and isinstance(pixels, torch.Tensor)
-                       and pixels.shape[0] == videos.shape[0] * videos.shape[1]
-                       and pixels.data_ptr() == videos.data_ptr())
-        if self._armed:
-            self._frames = videos.shape[1]
-            self._videos = None  # one tower call per forward encodes the videos
-
     def _reduce(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        if not self._armed:
+        frames, self._frames = self._frames, 0
+        if not frames:
             return None
-        self._armed = False
         hidden = args[0] if args else kwargs["hidden_states"]  # [videos * F, T, D]
         mask = args[1] if len(args) > 1 else kwargs.get("attention_mask")
         if mask is not None:
             raise UnsupportedModelError("encoder-level stages need a vision tower without an attention mask "
                                         "(every frame a full image); this call passed one.")
-        frames = self._frames
         with torch.no_grad():
             per_video = hidden.split(frames)
             reductions = [self.pipeline.reduce_frames(h, self.access.tokens_per_frame, self.num_layers)
