@@ -253,7 +253,11 @@ class Pipeline:
         plan.verify()
         retention = realized_retention(plan.stages, n_total, num_layers) if plan.stages else {
             "input": 1.0, "layer_average": 1.0}
-        return Simulation(plan.segments, plan.stages, kept, retention)
+        segments = plan.segments
+        if reduction is not None:  # segments over the original frames: a dropped frame joins the kept one before it
+            starts = [0] + [int(reduction.kept[start]) for start in segments.starts[1:]]
+            segments = Segments(tuple(starts), reduction.num_frames)
+        return Simulation(segments, plan.stages, kept, retention)
 
     # -- internals --------------------------------------------------------------------------
     def _select(self, plan: SamplePlan, index: int, ids: torch.Tensor, features: torch.Tensor,
