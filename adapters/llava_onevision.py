@@ -25,6 +25,24 @@ def stack_layouts(frames: list[torch.Tensor], grid: tuple[int, int], seq_len: in
                        layout_index=torch.tensor(layout_tokens, dtype=torch.long))
 
 
+def siglip_tower(model: torch.nn.Module, tokens_per_frame: int, frame_layout_tokens: bool = False) -> VisionTower:
+    """The SigLIP tower of a LLaVA-OneVision-style ``model`` as encoder-level stages see it."""
+    config = model.config
+    tower = model.model.vision_tower
+    encoder = getattr(tower, "encoder", None) or getattr(getattr(tower, "vision_model", None), "encoder", None)
+    if encoder is None or not hasattr(encoder, "layers"):
+        raise UnsupportedModelError(
+            f"encoder-level stages need a SigLIP-style vision tower with .encoder.layers; this model's is "
+            f"{type(tower).__name__}.")
+    layers = list(encoder.layers)
+    feature = config.vision_feature_layer
+    if not isinstance(feature, int):
+        raise UnsupportedModelError(
+            f"encoder-level stages support one vision_feature_layer, this model concatenates {feature}.")
+    index = feature if feature >= 0 else len(layers) + 1 + feature
+    return VisionTower(model.model, tower, layers, index, tokens_per_frame, frame_layout_tokens)
+
+
 class LlavaOnevisionAdapter(ModelAdapter):
     """``LlavaOnevisionForConditionalGeneration``: each video is ``F * ceil(g/2)^2`` tokens (g = SigLIP
     grid) followed by a single newline token, which is a layout token (never pruned)."""
@@ -41,21 +59,8 @@ class LlavaOnevisionAdapter(ModelAdapter):
 
     def vision_tower(self) -> VisionTower:
         """SigLIP: every frame is its own image in the batch, so frames may leave it between layers."""
-        config = self.model.config
-        tower = self.model.model.vision_tower
-        encoder = getattr(tower, "encoder", None) or getattr(getattr(tower, "vision_model", None), "encoder", None)
-        if encoder is None or not hasattr(encoder, "layers"):
-            raise UnsupportedModelError(
-                f"encoder-level stages need a SigLIP-style vision tower with .encoder.layers; this model's is "
-                f"{type(tower).__name__}.")
-        layers = list(encoder.layers)
-        feature = config.vision_feature_layer
-        if not isinstance(feature, int):
-            raise UnsupportedModelError(
-                f"encoder-level stages support one vision_feature_layer, this model concatenates {feature}.")
-        index = feature if feature >= 0 else len(layers) + 1 + feature
         grid = self.pooled_grid
-        return VisionTower(self.model.model, tower, layers, index, grid[0] * grid[1])
+        return siglip_tower(self.model, grid[0] * grid[1])
 
     def layouts(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None) -> list[VideoLayout | None]:
         video_id = self.model.config.video_token_id

@@ -24,6 +24,8 @@ class VisionTower:
         layers: its transformer layers in order; each attends within one frame only.
         feature_index: non-negative index into the tower's ``hidden_states`` that the projector reads.
         tokens_per_frame: LLM input tokens one frame becomes (after pooling), what the budget counts.
+        frame_layout_tokens: whether each frame's block holds layout tokens of its own (LLaVA-Video's
+            kept row newlines), which leave with the frame.
     """
 
     owner: nn.Module
@@ -31,6 +33,7 @@ class VisionTower:
     layers: list[nn.Module]
     feature_index: int
     tokens_per_frame: int
+    frame_layout_tokens: bool = False
 
 
 class ModelAdapter(ABC):
@@ -89,7 +92,8 @@ class ModelAdapter(ABC):
         """
         raise UnsupportedModelError(
             f"the {self.name} adapter does not support encoder-level stages (pipelines with an 'encoder'); "
-            "they run on LLaVA-OneVision models (llava_onevision adapter, also HF LLaVA-Video conversions). "
+            "they run on LLaVA-OneVision models (llava_onevision adapter, also HF LLaVA-Video conversions) and "
+            "prunekit's LLaVA-Video class (llava_video adapter). "
             "Use a pipeline without an encoder stage for this model.")
 
     # -- video layout -------------------------------------------------------------------------

@@ -148,6 +148,8 @@ class EncoderStageConfig(StageConfig):
     """Base of encoder-stage configs: ``layer`` is the vision-tower layer whose input is reduced."""
 
     layer: int = Field(2, ge=0, description="vision-tower layer whose input is reduced (0 = the patch embeddings)")
+    reference_depth: int | None = Field(
+        None, ge=1, description="tower depth the layer was chosen for; it is scaled to the model's tower (>= 1)")
 
 
 class EncoderStage(Component):
@@ -164,8 +166,16 @@ class EncoderStage(Component):
 
     @property
     def layer(self) -> int:
-        """Vision-tower layer whose input this stage reduces."""
+        """Vision-tower layer whose input this stage reduces, as configured (see `tower_layer`)."""
         return self.config.layer
+
+    def tower_layer(self, depth: int) -> int:
+        """The layer for a tower of ``depth`` layers: ``layer`` scaled by ``depth / reference_depth`` (at least 1)
+        when a reference depth is set, else ``layer`` itself."""
+        reference = self.config.reference_depth
+        if reference is None or reference == depth or self.config.layer == 0:
+            return self.config.layer
+        return max(1, round(self.config.layer * depth / reference))
 
     @abstractmethod
     def reduce(self, hidden: torch.Tensor, min_frames: int) -> tuple[torch.Tensor, MergeMap]:

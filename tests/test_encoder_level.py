@@ -32,7 +32,7 @@ def inputs(model) -> dict:  # noqa: ANN001
 def preset(name: str, **encoder: object) -> PipelineConfig:
     """A preset with its encoder stage moved to the tiny tower's layer 1 (and other encoder fields)."""
     data = prunekit.presets.get(name).to_dict()
-    data["encoder"].update({"layer": TOWER_LAYER, **encoder})
+    data["encoder"].update({"layer": TOWER_LAYER, "reference_depth": None, **encoder})
     return PipelineConfig.parse(data)
 
 
@@ -173,6 +173,8 @@ def test_stats_count_the_encoder_cut_and_meet_the_budget(model, inputs, name: st
     realized = stats.input_retention if config.budget.mode == "input" else stats.layer_average_retention
     assert abs(realized - config.budget.retain) <= 1 / n
     assert sample.stages[0][0] == 0 and sample.stages[0][1] < n
+    kept_frames, frames = sample.encoder_frames
+    assert frames == 8 and kept_frames < 8 and sample.stages[0][1] <= kept_frames * 4
 
 
 def test_batch_of_two_videos_each_meet_their_budget(model) -> None:  # noqa: ANN001
@@ -189,6 +191,31 @@ def test_batch_of_two_videos_each_meet_their_budget(model) -> None:  # noqa: ANN
     for b, single in enumerate(singles):
         assert (batch[b] - single).abs().max().item() <= 1e-4
         assert abs(stats[b].input_retention - 0.3) <= 1 / stats[b].n_visual
+
+
+@pytest.mark.parametrize("newline", ["prune", "keep"])
+def test_llava_video_grid_layout_drops_whole_frame_blocks(newline: str) -> None:
+    """LLaVA-Video's grid layout: a dropped frame leaves with its row newlines (kept newlines of kept frames
+    stay); the pruned forward equals the hand-run tower and LLM."""
+    model = build_model("llava_video")
+    inputs = video_inputs(model, num_frames=8, seed=2).kwargs
+    config = preset("earlytom-30")
+    llm_inputs = encoder_llm_inputs(model, inputs, Pipeline(config), newline=newline)
+    reference = reference_generate(model, inputs, Pipeline(config), 1, llm_inputs)
+    with prunekit.apply(model, config, adapter_options={"newline": newline}) as handle:
+        with torch.no_grad():
+            logits = model(**inputs).logits[0, -1]
+        kept = handle.kept_indices()[0][0]
+        stats = handle.stats().samples[0]
+    assert torch.equal(kept, reference.present[0])
+    assert (logits - reference.logits[0]).abs().max().item() <= 1e-5
+    assert stats.encoder_frames[0] < 8 and abs(stats.input_retention - 0.3) <= 1 / stats.n_visual
+
+
+def test_encoder_layer_scales_to_the_tower_depth() -> None:
+    stage = EarlyFrameMerger(layer=2, reference_depth=26)
+    assert [stage.tower_layer(depth) for depth in (26, 52, 4, 2)] == [2, 4, 1, 1]
+    assert EarlyFrameMerger(layer=0, reference_depth=26).tower_layer(4) == 0
 
 
 def test_families_without_encoder_support_are_refused() -> None:

@@ -38,8 +38,8 @@ class EncoderHooks:
     def __init__(self, model: nn.Module, adapter: ModelAdapter, pipeline: Pipeline, num_layers: int) -> None:
         self.model, self.pipeline, self.num_layers = model, pipeline, num_layers
         self.access = adapter.vision_tower()
-        layer = pipeline.encoder.layer
         depth = len(self.access.layers)
+        layer = self.layer = pipeline.encoder.tower_layer(depth)
         if layer >= depth or layer > self.access.feature_index:
             raise ConfigError(
                 f"encoder stage {pipeline.encoder.config.name!r} acts at vision-tower layer {layer}, but the tower has "
@@ -68,7 +68,7 @@ class EncoderHooks:
 
         owner.get_video_features = get_video_features
         self._hooks += [
-            self.access.layers[self.pipeline.encoder.layer].register_forward_pre_hook(self._reduce, with_kwargs=True),
+            self.access.layers[self.layer].register_forward_pre_hook(self._reduce, with_kwargs=True),
             tower.register_forward_hook(self._expand),
         ]
 
@@ -142,12 +142,15 @@ class EncoderHooks:
         return output
 
 
-def reduce_layouts(layouts: list[VideoLayout | None], reductions: list[FrameReduction | None] | None
+def reduce_layouts(layouts: list[VideoLayout | None], reductions: list[FrameReduction | None] | None,
+                   frame_layout_tokens: bool = False
                    ) -> tuple[list[VideoLayout | None], list[torch.Tensor | None], list[int]]:
     """Per sample: the layout of the frames that reached the LLM, the sequence indices of the dropped
     frames' placeholder tokens (None: none dropped), and the visual token count before the encoder stage.
 
-    ``reductions`` are per video in batch order; each sample holds one video (or none).
+    ``reductions`` are per video in batch order; each sample holds one video (or none). With
+    ``frame_layout_tokens``, the layout tokens inside a frame's block (LLaVA-Video's row newlines, up to
+    one past its last visual token) leave with the frame.
     """
     originals = [0 if lay is None else lay.num_visual for lay in layouts]
     if reductions is None:
@@ -169,5 +172,11 @@ def reduce_layouts(layouts: list[VideoLayout | None], reductions: list[FrameRedu
         gone = torch.ones(reduction.num_frames, dtype=torch.bool)
         gone[reduction.kept] = False
         dropped[b] = layout.token_index[gone].reshape(-1).cpu()
+        if frame_layout_tokens and layout.layout_index.numel():
+            rows = layout.token_index[gone].cpu()
+            lo, hi = rows.min(1).values, rows.max(1).values + 1  # [dropped frames]
+            marks = layout.layout_index.cpu()
+            inside = ((marks[None] > lo[:, None]) & (marks[None] <= hi[:, None])).any(0)
+            dropped[b] = torch.cat([dropped[b], marks[inside]]).sort().values
         out[b] = layout.keep_frames(reduction.kept)
     return out, dropped, originals

@@ -221,7 +221,8 @@ class PruneSession:
             else None
         layouts = self.adapter.layouts(ids_host, layout_positions)
         reductions = self.encoder_hooks.take() if self.encoder_hooks is not None else None
-        layouts, dropped, n_original = reduce_layouts(layouts, reductions)  # frames the vision tower dropped
+        layouts, dropped, n_original = reduce_layouts(  # frames the vision tower dropped
+            layouts, reductions, reductions is not None and self.encoder_hooks.access.frame_layout_tokens)
         if all(layout is None for layout in layouts):
             return None
         # index tables live where the embeddings are, so later stages copy nothing host-to-device
@@ -393,7 +394,8 @@ class PruneSession:
                 continue
             samples.append(SampleStats.from_plan(
                 plan.stages, plan.kept_per_stage, plan.n_visual, total - plan.n_visual,
-                len(plan.segments), self.num_layers, cfg.hidden_size, cfg.intermediate_size))
+                len(plan.segments), self.num_layers, cfg.hidden_size, cfg.intermediate_size,
+                _encoder_frames(plan) if self.encoder_hooks is not None else None))
         self.last_stats = ForwardStats(samples, self.timer.snapshot())
         self.last_kept = [dict(t.kept) for t in state.tracks]
 
@@ -401,6 +403,11 @@ class PruneSession:
         if not self._warned:
             warnings.warn(message, RuntimeWarning, stacklevel=4)
             self._warned = True
+
+
+def _encoder_frames(plan: SamplePlan) -> tuple[int, int]:
+    """``(frames that reached the LLM, frames of the video)`` of a sample planned after an encoder stage."""
+    return plan.layout.num_frames, plan.n_visual // plan.layout.tokens_per_frame
 
 
 def _prunes_before_llm(track: Track) -> bool:

@@ -27,6 +27,8 @@ class SampleStats:
     """Visual tokens summed over layers / (N * L)."""
     flops_ratio: float
     """Prefill FLOPs against the unpruned model (FastV's formula, text counted)."""
+    encoder_frames: tuple[int, int] | None = None
+    """``(frames kept, frames)`` by an encoder stage inside the vision tower (None: no encoder stage ran)."""
 
     @classmethod
     def unpruned(cls, n_tokens: int, num_layers: int) -> SampleStats:
@@ -35,14 +37,15 @@ class SampleStats:
 
     @classmethod
     def from_plan(cls, stages: list[Stage], kept: list[int], n_visual: int, n_text: int, segments: int,
-                  num_layers: int, hidden_size: int, intermediate_size: int) -> SampleStats:
+                  num_layers: int, hidden_size: int, intermediate_size: int,
+                  encoder_frames: tuple[int, int] | None = None) -> SampleStats:
         """Stats of the stages that ran (``kept`` = realized counts, one per stage run)."""
         realized = [Stage(s.layer, k) for s, k in zip(stages, kept)]
         retention = realized_retention(realized, n_visual, num_layers)
         per_layer = visual_tokens_per_layer(realized, n_visual, num_layers)
         ratio = flops_ratio(per_layer, n_visual, n_text, hidden_size, intermediate_size)
         return cls(n_visual, n_text, segments, [(s.layer, s.keep) for s in realized], retention["input"],
-                   retention["layer_average"], ratio)
+                   retention["layer_average"], ratio, encoder_frames)
 
 
 @dataclass(frozen=True)

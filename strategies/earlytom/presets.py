@@ -11,23 +11,26 @@ from .merger import EARLYTOM_CITATION
 
 ENCODER_LAYER = 2
 """Vision-tower layer whose input the presets reduce: early, so most of the tower runs on fewer frames."""
+SIGLIP_DEPTH = 26
+"""Layers of LLaVA-OneVision-7B's SigLIP tower: the presets' layer scales to other towers' depth."""
 EARLYTOM_KEEP_FRAMES = {30: 0.5, 10: 0.3}
 """Fraction of the frames that continue past the encoder layer, per nominal budget."""
 
 
 def earlytom(nominal: int) -> PipelineConfig:
-    """EarlyTom-like: fold near-identical frames at tower layer 2, then a max-min diverse selection of
+    """EarlyTom-like: fold near-identical frames early in the vision tower, then a max-min diverse selection of
     the LLM-input tokens down to exactly ``nominal`` percent of the video's tokens (input retention)."""
     keep_frames = EARLYTOM_KEEP_FRAMES[nominal]
     return PipelineConfig.parse({
         "name": f"earlytom-{nominal}",
         "description": (
             f"EarlyTom-like {nominal}%: frames most similar to the kept frame before them fold into it at "
-            f"vision-tower layer {ENCODER_LAYER} until {keep_frames:.0%} of the frames remain (or what the budget "
-            "needs), then a max-min diverse selection before the LLM keeps exactly the budget (input retention; "
-            "the encoder's cut counts in it)."),
+            f"vision-tower layer {ENCODER_LAYER} of {SIGLIP_DEPTH} (scaled to the tower's depth) until "
+            f"{keep_frames:.0%} of the frames remain (or what the budget needs), then a max-min diverse "
+            "selection before the LLM keeps exactly the budget (input retention; the encoder's cut counts in it)."),
         "citation": EARLYTOM_CITATION,
-        "encoder": {"name": "early_frame_merge", "layer": ENCODER_LAYER, "keep_frames": keep_frames},
+        "encoder": {"name": "early_frame_merge", "layer": ENCODER_LAYER, "reference_depth": SIGLIP_DEPTH,
+                    "keep_frames": keep_frames},
         "selector": {"name": "max_min_diversity"},
         "scheduler": {"name": "fixed", "layers": [0], "keep_fractions": [nominal / 100]},
         "budget": {"retain": nominal / 100, "mode": "input"},
@@ -42,12 +45,13 @@ def earlytom_hieravid(nominal: int) -> PipelineConfig:
     base.update({
         "name": f"earlytom-hieravid-{nominal}",
         "description": (
-            f"Encoder + HieraVid {nominal}%: near-identical frames fold at vision-tower layer {ENCODER_LAYER} "
-            f"until {keep_frames:.0%} of the frames remain (or what HieraVid's first stage needs); HieraVid's "
-            f"segmentation, merge, MV offsets and DPP stages (fractions {HIERAVID_FRACTIONS[nominal]}) then run on "
-            f"the kept frames, at exactly {nominal}% layer-averaged retention of the original video."),
+            f"Encoder + HieraVid {nominal}%: near-identical frames fold at vision-tower layer {ENCODER_LAYER} of "
+            f"{SIGLIP_DEPTH} until {keep_frames:.0%} of the frames remain (or what HieraVid's first stage needs); "
+            f"HieraVid's segmentation, merge, MV offsets and DPP stages (fractions {HIERAVID_FRACTIONS[nominal]}) "
+            f"then run on the kept frames, at exactly {nominal}% layer-averaged retention of the original video."),
         "citation": f"{EARLYTOM_CITATION} {HIERAVID_CITATION}",
-        "encoder": {"name": "early_frame_merge", "layer": ENCODER_LAYER, "keep_frames": keep_frames},
+        "encoder": {"name": "early_frame_merge", "layer": ENCODER_LAYER, "reference_depth": SIGLIP_DEPTH,
+                    "keep_frames": keep_frames},
         "budget": {"retain": nominal / 100, "mode": "layer_average"},
     })
     return PipelineConfig.parse(base)
