@@ -227,3 +227,13 @@ def test_an_encoder_layer_beyond_the_tower_is_refused(model) -> None:  # noqa: A
     with pytest.raises(ConfigError, match="vision-tower layer 5"):
         prunekit.apply(model, preset("earlytom-30").model_copy(update={"encoder": preset("earlytom-30").encoder
                                                                       .model_copy(update={"layer": 5})}))
+
+
+def test_precomputed_video_features_warn_that_the_encoder_did_not_run(model, inputs) -> None:  # noqa: ANN001
+    """Features computed before apply (mm_encoder_outputs) skip the tower hooks: a warning says so."""
+    with torch.no_grad():
+        features = model.model.get_video_features(pixel_values_videos=inputs["pixel_values_videos"])
+    with prunekit.apply(model, preset("earlytom-30")) as handle:
+        with pytest.warns(RuntimeWarning, match="encoder stage did not run"), torch.no_grad():
+            model(input_ids=inputs["input_ids"], mm_encoder_outputs={"video": features})
+        assert handle.stats().samples[0].encoder_frames == (8, 8)

@@ -221,6 +221,8 @@ class PruneSession:
             else None
         layouts = self.adapter.layouts(ids_host, layout_positions)
         reductions = self.encoder_hooks.take() if self.encoder_hooks is not None else None
+        if self.encoder_hooks is not None and reductions is None:
+            self._warn_if_encoder_skipped(layouts)
         layouts, dropped, n_original = reduce_layouts(  # frames the vision tower dropped
             layouts, reductions, reductions is not None and self.encoder_hooks.access.frame_layout_tokens)
         if all(layout is None for layout in layouts):
@@ -398,6 +400,17 @@ class PruneSession:
                 _encoder_frames(plan) if self.encoder_hooks is not None else None))
         self.last_stats = ForwardStats(samples, self.timer.snapshot())
         self.last_kept = [dict(t.kept) for t in state.tracks]
+
+    def _warn_if_encoder_skipped(self, layouts: list) -> None:
+        """Warn when the encoder stage could have dropped frames but the tower did not run under the hooks
+        (e.g. ``mm_encoder_outputs`` computed before `apply`): only the LLM-side stages prune then."""
+        per_frame = self.encoder_hooks.access.tokens_per_frame
+        if any(lay is not None and self.pipeline.encoder_min_frames(lay.num_visual // per_frame, per_frame,
+                                                                    self.num_layers) < lay.num_visual // per_frame
+               for lay in layouts):
+            self._warn_once("the video features of this forward were not computed under prunekit.apply (were "
+                            "mm_encoder_outputs passed in?), so the pipeline's encoder stage did not run and only its "
+                            "LLM-side stages pruned; pass pixel_values_videos to prune inside the vision tower.")
 
     def _warn_once(self, message: str) -> None:
         if not self._warned:
