@@ -11,6 +11,7 @@ from prunekit.errors import ConfigError, PrunekitError, UnsupportedModelError
 from prunekit.modelzoo import batch_inputs, build_model, video_inputs
 from prunekit.pipeline import Pipeline
 from prunekit.strategies.earlytom.merger import EarlyFrameMerger, frame_similarity
+from prunekit.testing import check_encoder_stage
 from prunekit.types import MergeMap
 from tests.encoder_reference import encoder_llm_inputs
 from tests.reference import reference_generate
@@ -237,3 +238,9 @@ def test_precomputed_video_features_warn_that_the_encoder_did_not_run(model, inp
         with pytest.warns(RuntimeWarning, match="encoder stage did not run"), torch.no_grad():
             model(input_ids=inputs["input_ids"], mm_encoder_outputs={"video": features})
         assert handle.stats().samples[0].encoder_frames == (8, 8)
+
+
+@pytest.mark.parametrize("config", [{}, {"keep_frames": 0.1, "threshold": 0.5}, {"keep_frames": 1.0}])
+def test_early_frame_merge_conforms(config: dict) -> None:
+    """The conformance suite plugin authors use for their own encoder stages."""
+    check_encoder_stage(EarlyFrameMerger, config)
