@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from prunekit.errors import InvalidInputError
-from prunekit.model_adapter import ModelAdapter
+from prunekit.errors import InvalidInputError, UnsupportedModelError
+from prunekit.model_adapter import ModelAdapter, VisionTower
 from prunekit.types import VideoLayout
 
 
@@ -25,6 +25,24 @@ def stack_layouts(frames: list[torch.Tensor], grid: tuple[int, int], seq_len: in
                        layout_index=torch.tensor(layout_tokens, dtype=torch.long))
 
 
+def siglip_tower(model: torch.nn.Module, tokens_per_frame: int, frame_layout_tokens: bool = False) -> VisionTower:
+    """The SigLIP tower of a LLaVA-OneVision-style ``model`` as encoder-level stages see it."""
+    config = model.config
+    tower = model.model.vision_tower
+    encoder = getattr(tower, "encoder", None) or getattr(getattr(tower, "vision_model", None), "encoder", None)
+    if encoder is None or not hasattr(encoder, "layers"):
+        raise UnsupportedModelError(
+            f"encoder-level stages need a SigLIP-style vision tower with .encoder.layers; this model's is "
+            f"{type(tower).__name__}.")
+    layers = list(encoder.layers)
+    feature = config.vision_feature_layer
+    if not isinstance(feature, int):
+        raise UnsupportedModelError(
+            f"encoder-level stages support one vision_feature_layer, this model concatenates {feature}.")
+    index = feature if feature >= 0 else len(layers) + 1 + feature
+    return VisionTower(model.model, tower, layers, index, tokens_per_frame, frame_layout_tokens)
+
+
 class LlavaOnevisionAdapter(ModelAdapter):
     """``LlavaOnevisionForConditionalGeneration``: each video is ``F * ceil(g/2)^2`` tokens (g = SigLIP
     grid) followed by a single newline token, which is a layout token (never pruned)."""
@@ -38,6 +56,11 @@ class LlavaOnevisionAdapter(ModelAdapter):
         vision = self.model.config.vision_config
         side = math.ceil(vision.image_size // vision.patch_size / 2)
         return side, side
+
+    def vision_tower(self) -> VisionTower:
+        """SigLIP: every frame is its own image in the batch, so frames may leave it between layers."""
+        grid = self.pooled_grid
+        return siglip_tower(self.model, grid[0] * grid[1])
 
     def layouts(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None) -> list[VideoLayout | None]:
         video_id = self.model.config.video_token_id

@@ -22,9 +22,9 @@ from transformers import (
     LlavaOnevisionProcessor,
 )
 
-from prunekit.adapters.llava_onevision import stack_layouts, video_runs
+from prunekit.adapters.llava_onevision import siglip_tower, stack_layouts, video_runs
 from prunekit.errors import InvalidInputError, UnsupportedModelError
-from prunekit.model_adapter import ModelAdapter
+from prunekit.model_adapter import ModelAdapter, VisionTower
 from prunekit.types import VideoLayout
 
 PoolMode = Literal["average", "bilinear"]
@@ -109,6 +109,12 @@ class LlavaVideoAdapter(ModelAdapter):
         if newline not in ("prune", "keep"):
             raise InvalidInputError(f"newline must be 'prune' or 'keep', got {newline!r}.")
         self.newline = newline
+
+    def vision_tower(self) -> VisionTower:
+        """SigLIP, as for LLaVA-OneVision; a dropped frame takes its row newlines with it."""
+        rows = pooled_side(self.model.config)
+        per_frame = rows * (rows + 1) if self.newline == "prune" else rows * rows
+        return siglip_tower(self.model, per_frame, frame_layout_tokens=self.newline == "keep")
 
     def layouts(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None) -> list[VideoLayout | None]:
         rows = pooled_side(self.model.config)

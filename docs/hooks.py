@@ -23,14 +23,17 @@ CATALOGUE_PAGE = "strategies.md"
 # kind -> (section title, one sentence on what the kind does); presets first, then pipeline order
 SECTIONS = {
     "preset": ("Presets", "Named, complete pipelines: `prunekit.apply(model, NAME)`."),
+    "encoder": ("Encoder stages",
+                "Drop and fold whole frames inside the vision tower ([encoder level](encoder-level.md))."),
     "segmenter": ("Segmenters", "Split the frames into contiguous temporal segments."),
     "merger": ("Token mergers", "Fold redundant tokens into kept ones before the LLM (layer 0 only)."),
     "allocator": ("Budget allocators", "Split a stage's keep count across segments, summing exactly."),
     "frame_selector": ("Frame selectors", "Choose the surviving tokens inside one segment (all its frames)."),
     "layer_scheduler": ("Layer schedulers", "Decide where pruning happens and how many tokens each stage keeps."),
 }
-STAGE_FIELDS = ("segmenter", "merger", "allocator", "selector", "scheduler")
+STAGE_FIELDS = ("encoder", "segmenter", "merger", "allocator", "selector", "scheduler")
 FIELD_KIND = {
+    "encoder": "encoder",
     "segmenter": "segmenter",
     "merger": "merger",
     "allocator": "allocator",

@@ -27,7 +27,9 @@ _STAGE_KINDS = {
     "allocator": "allocator",
     "selector": "frame_selector",
     "scheduler": "layer_scheduler",
+    "encoder": "encoder",
 }
+_OPTIONAL_STAGES = ("merger", "encoder")
 
 
 def stage_config(kind: str, value: Any) -> StageConfig:
@@ -73,12 +75,14 @@ class PipelineConfig(BaseModel):
     """Which tokens of a segment survive a stage."""
     scheduler: SerializeAsAny[StageConfig]
     """Where in the LLM stages act and how many tokens each keeps."""
+    encoder: SerializeAsAny[StageConfig] | None = None
+    """Optional encoder-level stage: frames it drops inside the vision tower never reach the LLM."""
     budget: Budget | None = None
     """Requested retention; None applies the scheduler's published fractions."""
     seed: int = 0
     """Seed of stochastic selectors (the same seed gives the same selection)."""
 
-    @field_validator("segmenter", "merger", "allocator", "selector", "scheduler", mode="before")
+    @field_validator("segmenter", "merger", "allocator", "selector", "scheduler", "encoder", mode="before")
     @classmethod
     def _dispatch(cls, value: Any, info: Any) -> Any:
         if value is None:
@@ -163,6 +167,8 @@ class PipelineConfig(BaseModel):
         data = self.to_dict()
         for key in ("prunekit_version", "description", "citation", "name"):
             data.pop(key, None)
+        if data.get("encoder") is None:  # configs without an encoder keep the fingerprints they had
+            data.pop("encoder", None)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -175,7 +181,7 @@ def json_schema() -> dict[str, Any]:
     schema = PipelineConfig.model_json_schema()
     for field, kind in _STAGE_KINDS.items():
         options = [registry.get(kind, n).Config.model_json_schema() for n in registry.names(kind)]
-        schema["properties"][field] = {"anyOf": options + ([{"type": "null"}] if field == "merger" else [])}
+        schema["properties"][field] = {"anyOf": options + ([{"type": "null"}] if field in _OPTIONAL_STAGES else [])}
     return schema
 
 

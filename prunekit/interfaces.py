@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from prunekit.ops.nosync import host_to_device, index_add, to_device
 from prunekit.types import MergeMap, Segments, SelectionContext, Stage, VideoLayout
@@ -26,6 +26,8 @@ __all__ = [
     "BudgetAllocator",
     "FrameSelector",
     "LayerScheduler",
+    "EncoderStageConfig",
+    "EncoderStage",
 ]
 
 
@@ -148,3 +150,50 @@ class LayerScheduler(Component):
         of ``budget.retain``; without one, the scheduler's own published fractions apply.
         """
 
+
+
+class EncoderStageConfig(StageConfig):
+    """Base of encoder-stage configs: ``layer`` is the vision-tower layer whose input is reduced."""
+
+    layer: int = Field(2, ge=0, description="vision-tower layer whose input is reduced (0 = the patch embeddings)")
+    reference_depth: int | None = Field(
+        None, ge=1, description="tower depth the layer was chosen for; it is scaled to the model's tower (>= 1)")
+
+
+class EncoderStage(Component):
+    """Reduces a video inside the vision tower: which frames continue past encoder ``layer``.
+
+    The runtime calls `reduce` once per sample, at the input of vision-tower layer ``config.layer``,
+    with the hidden states of all the sample's frames; later tower layers, the projector and the
+    LLM see only the frames kept. Frames fold whole (a frame-level merge map), because the towers
+    prunekit supports pool or newline-pad a full per-frame grid after the tower.
+    """
+
+    kind: ClassVar[str] = "encoder"
+    Config: ClassVar[type[EncoderStageConfig]]
+
+    @property
+    def layer(self) -> int:
+        """Vision-tower layer whose input this stage reduces, as configured (see `tower_layer`)."""
+        return self.config.layer
+
+    def tower_layer(self, depth: int) -> int:
+        """The layer for a tower of ``depth`` layers: ``layer`` scaled by ``depth / reference_depth`` (at least 1)
+        when a reference depth is set, else ``layer`` itself."""
+        reference = self.config.reference_depth
+        if reference is None or reference == depth or self.config.layer == 0:
+            return self.config.layer
+        return max(1, round(self.config.layer * depth / reference))
+
+    @abstractmethod
+    def reduce(self, hidden: torch.Tensor, min_frames: int) -> tuple[torch.Tensor, MergeMap]:
+        """Frames that continue, and how the others fold into them.
+
+        Args:
+            hidden: ``[F, T, D]`` the tower's hidden states of one video's frames at ``layer``.
+            min_frames: the fewest frames that may continue (the budget's first stage needs them).
+
+        Returns:
+            The sorted kept frame ids (at least ``min_frames``, at most F) and a `MergeMap` over
+            frame ids: each kept target frame becomes the mean of itself and its source frames.
+        """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -12,6 +13,29 @@ from prunekit.errors import UnsupportedModelError
 from prunekit.ops.injection import LayerInjection
 from prunekit.runtime.relevance import apply_rope, last_query_scores
 from prunekit.types import VideoLayout
+
+
+@dataclass(frozen=True)
+class VisionTower:
+    """What encoder-level stages need of a model's vision tower (see `ModelAdapter.vision_tower`).
+
+    Attributes:
+        owner: the module whose ``get_video_features(pixel_values_videos [videos, F, C, H, W], ...)`` runs
+            the tower on the videos (``generate`` calls it before the first forward).
+        tower: the module it calls once on every video frame, ``[videos * F, C, H, W]``.
+        layers: its transformer layers in order; each attends within one frame only.
+        feature_index: non-negative index into the tower's ``hidden_states`` that the projector reads.
+        tokens_per_frame: LLM input tokens one frame becomes (after pooling), what the budget counts.
+        frame_layout_tokens: whether each frame's block holds layout tokens of its own (LLaVA-Video's
+            kept row newlines), which leave with the frame.
+    """
+
+    owner: nn.Module
+    tower: nn.Module
+    layers: list[nn.Module]
+    feature_index: int
+    tokens_per_frame: int
+    frame_layout_tokens: bool = False
 
 
 class ModelAdapter(ABC):
@@ -138,6 +162,18 @@ class ModelAdapter(ABC):
         """
         if lm_kwargs.get("cache_position") is not None:
             lm_kwargs["cache_position"] = torch.arange(length, device=device)
+
+    def vision_tower(self) -> VisionTower:
+        """The vision tower as encoder-level stages see it; families without support raise.
+
+        Raises `UnsupportedModelError` unless the adapter overrides it (a tower whose frames pass
+        through it independently, so frames can leave the batch between layers).
+        """
+        raise UnsupportedModelError(
+            f"the {self.name} adapter does not support encoder-level stages (pipelines with an 'encoder'); "
+            "they run on LLaVA-OneVision models (llava_onevision adapter, also HF LLaVA-Video conversions) and "
+            "prunekit's LLaVA-Video class (llava_video adapter). "
+            "Use a pipeline without an encoder stage for this model.")
 
     # -- video layout -------------------------------------------------------------------------
     @abstractmethod

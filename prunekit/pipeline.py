@@ -17,9 +17,16 @@ import torch
 from prunekit.budget import Budget, realized_retention
 from prunekit.config import PipelineConfig
 from prunekit.errors import InvalidInputError, PrunekitError
-from prunekit.interfaces import BudgetAllocator, FrameSelector, LayerScheduler, Segmenter, TokenMerger
+from prunekit.interfaces import (
+    BudgetAllocator,
+    EncoderStage,
+    FrameSelector,
+    LayerScheduler,
+    Segmenter,
+    TokenMerger,
+)
 from prunekit.ops.nosync import host_to_device, to_device
-from prunekit.types import DeviceChecks, MergeMap, Segments, SelectionContext, Stage, VideoLayout
+from prunekit.types import DeviceChecks, FrameReduction, MergeMap, Segments, SelectionContext, Stage, VideoLayout
 
 
 @dataclass
@@ -39,7 +46,13 @@ class SamplePlan:
     frame_segment: torch.Tensor  # [F] segment of each frame, on the features' device
     live_sizes: list[int]  # live tokens per segment, on the host (recounted once after a pre-LLM merge)
     kept_per_stage: list[int] = field(default_factory=list)
+    n_original: int = 0  # visual tokens before an encoder stage (0: the layout's own count)
     checks: DeviceChecks = field(default_factory=DeviceChecks)
+
+    @property
+    def n_visual(self) -> int:
+        """Visual tokens N of the video as the processor made it (before any encoder stage)."""
+        return self.n_original or self.layout.num_visual
 
     def verify(self) -> None:
         """Read every queued check at once (one host sync); report kernel errors, raise the first failure."""
@@ -80,7 +93,8 @@ class Simulation:
 
 
 class Pipeline:
-    """Segmenter + optional merger + allocator + frame selector + layer scheduler + budget."""
+    """Optional encoder stage + segmenter + optional merger + allocator + frame selector + layer scheduler
+    + budget."""
 
     def __init__(self, config: PipelineConfig) -> None:
         from prunekit.plugins import get_registry
@@ -93,6 +107,8 @@ class Pipeline:
         self.allocator: BudgetAllocator = registry.get("allocator", config.allocator.name)(config.allocator)
         self.selector: FrameSelector = registry.get("frame_selector", config.selector.name)(config.selector)
         self.scheduler: LayerScheduler = registry.get("layer_scheduler", config.scheduler.name)(config.scheduler)
+        self.encoder: EncoderStage | None = (
+            registry.get("encoder", config.encoder.name)(config.encoder) if config.encoder else None)
 
     @classmethod
     def from_preset(cls, name: str, budget: Budget | float | None = None) -> Pipeline:
@@ -121,24 +137,63 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"Pipeline({self.config.name!r}, budget={self.budget})"
 
+    # -- encoder level (inside the vision tower) -------------------------------------------------
+    def encoder_min_frames(self, num_frames: int, tokens_per_frame: int, num_layers: int) -> int:
+        """The fewest frames the encoder stage may keep of a video of ``num_frames`` x ``tokens_per_frame``
+        LLM tokens: enough for the schedule's first stage before the LLM (all of them without one)."""
+        if self.encoder is None or (self.budget is not None and self.budget.retain >= 1.0):
+            return num_frames
+        stages = self.scheduler.plan(num_frames * tokens_per_frame, num_layers, self.budget, min_keep=1)
+        if not stages or stages[0].layer != 0:
+            return num_frames  # the schedule keeps every token up to its first layer: nothing may go early
+        return min(num_frames, -(-stages[0].keep // tokens_per_frame))
+
+    def reduce_frames(self, hidden: torch.Tensor, tokens_per_frame: int, num_layers: int) -> FrameReduction | None:
+        """Run the encoder stage on one video's tower states ``hidden [F, T, D]``; None if every frame continues.
+
+        ``tokens_per_frame`` is what one frame becomes in the LLM input (after pooling), which the
+        budget counts in. Reads the kept count on the host (one sync per video).
+        """
+        frames = hidden.shape[0]
+        min_frames = self.encoder_min_frames(frames, tokens_per_frame, num_layers)
+        if min_frames >= frames:
+            return None
+        kept, merge = self.encoder.reduce(hidden, min_frames)
+        reduction = FrameReduction(frames, torch.as_tensor(kept, dtype=torch.long).cpu(),
+                                   MergeMap(merge.source.cpu(), merge.target.cpu()))
+        _check_reduction(self.encoder, reduction, min_frames)
+        return None if reduction.kept.numel() == frames else reduction
+
     # -- per-sample API used by the runtime ----------------------------------------------------
-    def start(self, features: torch.Tensor, layout: VideoLayout, num_layers: int) -> SamplePlan:
-        """Segment the video and plan exact stages. ``features [F, P, D]`` are LLM input embeddings."""
+    def start(self, features: torch.Tensor, layout: VideoLayout, num_layers: int,
+              n_original: int | None = None) -> SamplePlan:
+        """Segment the video and plan exact stages. ``features [F, P, D]`` are LLM input embeddings.
+
+        After an encoder stage, ``layout`` holds the kept frames only and ``n_original`` is the visual
+        token count before it: the budget counts against ``n_original``, and a layer-0 stage (keeping
+        every token that arrived) stands for the encoder's cut when the schedule has none.
+        """
         _check_features(features, layout)
         segments = self.segmenter.segment(features, layout)
         seg_feats = self.allocator.summarize(features, segments)
         n = layout.num_visual
+        total = n if n_original is None else n_original
         if self.budget is not None and self.budget.retain >= 1.0:
             stages = []  # guarantee 5: keeping everything is a no-op at any depth, never a BudgetError
         else:
-            planned = None if self.merger is None else self.merger.plan_stages(
+            planned = None if self.merger is None or total > n else self.merger.plan_stages(
                 features, segments, num_layers, self.budget, min_keep=len(segments))
-            stages = self.scheduler.plan(n, num_layers, self.budget, min_keep=len(segments)) \
+            stages = self.scheduler.plan(total, num_layers, self.budget, min_keep=len(segments)) \
                 if planned is None else planned
+        if total > n:
+            _check_fits_encoder(stages, n, total)
         stages = [s for s in stages if s.keep < n]
+        if total > n and (not stages or stages[0].layer != 0):
+            stages.insert(0, Stage(0, n))
         per_segment = [(end - start) * layout.tokens_per_frame for start, end in segments.bounds]
         return SamplePlan(layout, segments, seg_feats, stages, torch.arange(n, device=features.device),
-                          host_to_device(segments.segment_of_frame(), features.device), per_segment)
+                          host_to_device(segments.segment_of_frame(), features.device), per_segment,
+                          n_original=total)
 
     def step(self, plan: SamplePlan, index: int, features: torch.Tensor,
              attention: torch.Tensor | None = None) -> StepResult:
@@ -156,7 +211,7 @@ class Pipeline:
         relevance = _minmax(attention) if attention is not None else None
         merge = MergeMap.empty()
         candidates = None  # indices into the live set; None = all of it
-        if stage.layer == 0 and self.merger is not None and n == plan.layout.num_visual:
+        if stage.layer == 0 and self.merger is not None and n == plan.layout.num_visual and stage.keep < n:
             extra = {"relevance": relevance} if self.merger.needs_relevance else {}
             kept, merge = self.merger.merge(features.view(plan.layout.num_frames, plan.layout.tokens_per_frame, -1),
                                             plan.layout, plan.segments, stage.keep, **extra)
@@ -178,9 +233,25 @@ class Pipeline:
         return StepResult(keep=candidates, merge=merge)
 
     def simulate(self, features: torch.Tensor, layout: VideoLayout, num_layers: int,
-                 attention: torch.Tensor | None = None) -> Simulation:
-        """Run every stage on fixed ``features [F, P, D]`` (and optional ``attention [N]``)."""
-        plan = self.start(features, layout, num_layers)
+                 attention: torch.Tensor | None = None, encoder_hidden: torch.Tensor | None = None) -> Simulation:
+        """Run every stage on fixed ``features [F, P, D]`` (and optional ``attention [N]``).
+
+        With an encoder stage and ``encoder_hidden [F, T, D]`` (the tower's states at its layer), the
+        encoder decides first; the frames it folds are folded in ``features`` too (by the same merge
+        map), a stand-in for what the tower's remaining layers would make of them. Kept ids are always
+        reported in the original video's id space.
+        """
+        n_total, ids_of = layout.num_visual, None
+        reduction = None
+        if self.encoder is not None and encoder_hidden is not None:
+            reduction = self.reduce_frames(encoder_hidden, layout.tokens_per_frame, num_layers)
+        if reduction is not None:
+            per_frame = layout.tokens_per_frame
+            ids_of = (reduction.kept[:, None] * per_frame + torch.arange(per_frame)).reshape(-1).to(features.device)
+            features = reduction.fold(features)
+            attention = None if attention is None else attention[ids_of.to(attention.device)]
+            layout = layout.keep_frames(reduction.kept)
+        plan = self.start(features, layout, num_layers, n_original=n_total)
         feats = features.reshape(layout.num_visual, -1)
         attn = attention
         kept = []
@@ -188,11 +259,15 @@ class Pipeline:
             result = self.step(plan, i, feats, attn)
             feats = result.merge.apply(feats)[result.keep]
             attn = None if attn is None else attn[result.keep]
-            kept.append(plan.live.clone())
+            kept.append(plan.live.clone() if ids_of is None else ids_of[plan.live])
         plan.verify()
-        retention = realized_retention(plan.stages, layout.num_visual, num_layers) if plan.stages else {
+        retention = realized_retention(plan.stages, n_total, num_layers) if plan.stages else {
             "input": 1.0, "layer_average": 1.0}
-        return Simulation(plan.segments, plan.stages, kept, retention)
+        segments = plan.segments
+        if reduction is not None:  # segments over the original frames: a dropped frame joins the kept one before it
+            starts = [0] + [int(reduction.kept[start]) for start in segments.starts[1:]]
+            segments = Segments(tuple(starts), reduction.num_frames)
+        return Simulation(segments, plan.stages, kept, retention)
 
     # -- internals --------------------------------------------------------------------------
     def _select(self, plan: SamplePlan, index: int, ids: torch.Tensor, features: torch.Tensor,
@@ -247,6 +322,33 @@ def _check_features(features: torch.Tensor, layout: VideoLayout) -> None:
         raise InvalidInputError(
             "features contain NaN or infinite values; check the vision tower's dtype (fp16 overflow?) "
             "before pruning.")
+
+
+def _check_reduction(encoder: EncoderStage, reduction: FrameReduction, min_frames: int) -> None:
+    kept, merge, frames = reduction.kept, reduction.merge, reduction.num_frames
+    name = encoder.config.name
+    problems = []
+    if kept.ndim != 1 or not min_frames <= kept.numel() <= frames:
+        problems.append(f"it kept {kept.numel()} frames, outside [{min_frames}, {frames}]")
+    elif kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= frames or bool((kept.diff() <= 0).any())):
+        problems.append(f"kept frames {kept.tolist()} are not sorted, unique frame ids below {frames}")
+    elif len(merge):
+        is_kept = torch.zeros(frames, dtype=torch.bool)
+        is_kept[kept] = True
+        in_range = bool(((merge.source >= 0) & (merge.source < frames) & (merge.target >= 0)
+                         & (merge.target < frames)).all())
+        if not in_range or bool(is_kept[merge.source].any()) or not bool(is_kept[merge.target].all()) \
+                or merge.source.unique().numel() != merge.source.numel():
+            problems.append("its merge map must send distinct dropped frames to kept frames")
+    if problems:
+        raise PrunekitError(f"encoder stage {name!r} returned an invalid reduction: {problems[0]}.")
+
+
+def _check_fits_encoder(stages: list[Stage], n_live: int, n_original: int) -> None:
+    if stages and stages[0].layer == 0 and stages[0].keep > n_live:
+        raise PrunekitError(
+            f"the encoder stage left {n_live} of {n_original} visual tokens but the schedule's first stage keeps "
+            f"{stages[0].keep}; the encoder must keep at least Pipeline.encoder_min_frames frames.")
 
 
 def _check_counts(allocator: BudgetAllocator, counts: list[int], sizes: list[int], total: int) -> None:

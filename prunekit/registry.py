@@ -9,7 +9,7 @@ from typing import Any
 
 from prunekit.errors import RegistryCollisionError, UnknownStrategyError
 
-KINDS = ("segmenter", "merger", "allocator", "frame_selector", "layer_scheduler", "adapter", "preset")
+KINDS = ("segmenter", "merger", "allocator", "frame_selector", "layer_scheduler", "encoder", "adapter", "preset")
 BUILTIN_SOURCE = "prunekit"
 
 

@@ -85,6 +85,12 @@ class VideoLayout:
         """Visual tokens N = F * P (layout tokens excluded)."""
         return self.token_index.numel()
 
+    def keep_frames(self, frames: torch.Tensor) -> VideoLayout:
+        """This layout restricted to the frames ``frames`` (sorted frame ids): what an encoder stage left."""
+        moved = copy.copy(self)
+        object.__setattr__(moved, "token_index", self.token_index[frames.to(self.token_index.device)])
+        return moved
+
     def sequence_index(self, ids: torch.Tensor) -> torch.Tensor:
         """Sequence positions of visual token ids."""
         return self.token_index.reshape(-1).to(ids.device)[ids]
@@ -164,6 +170,36 @@ class MergeMap:
         counts = torch.ones(features.shape[0], device=features.device, dtype=features.dtype)
         counts.index_add_(0, dst, torch.ones_like(dst, dtype=features.dtype))
         return out / counts[:, None]
+
+
+@dataclass(frozen=True)
+class FrameReduction:
+    """What an encoder stage decided for one video: the frames that continue and how the rest fold.
+
+    ``kept`` are sorted frame ids; ``merge`` maps dropped source frames to kept target frames (each
+    target becomes the mean of its group). Frames neither kept nor merged are simply dropped.
+    """
+
+    num_frames: int
+    kept: torch.Tensor  # [K] sorted frame ids
+    merge: MergeMap
+
+    def row_of_frame(self) -> torch.Tensor:
+        """``[F]`` row in the kept set standing for every original frame (its own, or its merge target's).
+
+        A frame dropped without a target points at the nearest kept frame before it (or the first):
+        the row only fills the tower's output back to F frames, and those tokens never reach the LLM.
+        """
+        kept = self.kept.cpu()
+        rows = torch.searchsorted(kept, torch.arange(self.num_frames), right=True).sub_(1).clamp_(min=0)
+        targets = torch.searchsorted(kept, self.merge.target.cpu())
+        rows[self.merge.source.cpu()] = targets
+        return rows
+
+    def fold(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``hidden [F, ...]`` folded by the merge map and restricted to the kept frames: ``[K, ...]``."""
+        flat = hidden.reshape(self.num_frames, -1)
+        return self.merge.apply(flat)[self.kept.to(hidden.device)].view(-1, *hidden.shape[1:])
 
 
 @dataclass(frozen=True)

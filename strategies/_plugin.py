@@ -12,6 +12,7 @@ from prunekit.strategies import (  # noqa: F401  (imported for their declaration
     cdpruner,
     divprune,
     dycoke,
+    earlytom,
     fastv,
     fastvid,
     framefusion,

@@ -98,6 +98,18 @@ def eager_last_row(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, si
 
 
 @dataclass
+class LLMInputs:
+    """What the LLM receives: ``embeds [1, L, D]``, positions, the video layout, the sequence indices
+    ``present`` that enter it, and the visual token count before any encoder stage."""
+
+    embeds: torch.Tensor
+    positions: torch.Tensor
+    layout: object
+    present: torch.Tensor
+    n_original: int
+
+
+@dataclass
 class ReferenceRun:
     """Logits per generated step and the token sets present at each stage layer."""
 
@@ -107,21 +119,24 @@ class ReferenceRun:
 
 
 def reference_generate(model: nn.Module, inputs: dict, pipeline: Pipeline, new_tokens: int,
-                       adapter_options: dict | None = None) -> ReferenceRun:
+                       adapter_options: dict | None = None, llm_inputs: LLMInputs | None = None) -> ReferenceRun:
     """Greedy generation of ``new_tokens`` with ``pipeline`` applied by the slow reference (batch 1).
 
-    ``adapter_options`` choose the adapter's policies (e.g. which layer scores a Qwen3.5 linear-layer stage).
+    ``adapter_options`` choose the adapter's policies (e.g. which layer scores a Qwen3.5 linear-layer stage);
+    ``llm_inputs`` replaces what the unpatched model gives its LLM (e.g. an encoder stage's result).
     """
     adapter = find_adapter(model, **(adapter_options or {}))
     lm = adapter.language_model
     layers = adapter.layers
-    embeds, positions = capture_llm_inputs(model, inputs)
+    if llm_inputs is None:
+        embeds, positions = capture_llm_inputs(model, inputs)
+        layout = adapter.layouts(inputs["input_ids"], positions)[0]
+        llm_inputs = LLMInputs(embeds, positions, layout, torch.arange(embeds.shape[1]), layout.num_visual)
+    embeds, positions, layout = llm_inputs.embeds, llm_inputs.positions, llm_inputs.layout
     deepstack = capture_deepstack(model, inputs)
-    layout = adapter.layouts(inputs["input_ids"], positions)[0]
     rope_ids = adapter.rope_position_ids(positions, embeds.shape[1], 1, embeds.device)
-    plan = pipeline.start(embeds[0, layout.token_index], layout, len(layers))
+    plan = pipeline.start(embeds[0, layout.token_index], layout, len(layers), n_original=llm_inputs.n_original)
     stage_at = {s.layer: i for i, s in enumerate(plan.stages)}
-    length = embeds.shape[1]
 
     # DeepStack: the visual rows (original indices) and their levels, pruned and merged like the tokens
     marked = torch.nonzero(deepstack[0][0]).flatten() if deepstack else None
@@ -129,7 +144,7 @@ def reference_generate(model: nn.Module, inputs: dict, pipeline: Pipeline, new_t
     added: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> (original indices, rows added after it)
     with torch.no_grad():
         hidden0 = embeds.clone()
-        present = torch.arange(length)
+        present = llm_inputs.present
         present_at: dict[int, torch.Tensor] = {}
         # prefill: decide what survives where
         hidden = hidden0.clone()

@@ -285,3 +285,99 @@ def test_allocators_split_the_stage_count_exactly(data: st.DataObject, name: str
     counts = allocator.allocate(sizes, total, seg_feats)
     assert sum(counts) == total
     assert all(1 <= c <= s for c, s in zip(counts, sizes, strict=True))
+
+
+# -- the encoder level (frames dropped inside the vision tower) ------------------------------------
+
+ENCODER_PIPELINES = {name: presets.get(name) for name in ("earlytom-30", "earlytom-hieravid-30")}
+ENCODER_PIPELINES["earlytom+progressive"] = PipelineConfig.parse({
+    **presets.get("earlytom-10").to_dict(), "budget": None, "scheduler": {"name": "progressive"},
+    "segmenter": {"name": "fixed_length"}})
+by_encoder_pipeline = pytest.mark.parametrize("config", list(ENCODER_PIPELINES.values()), ids=list(ENCODER_PIPELINES))
+
+
+@dataclass
+class EncoderCase(Case):
+    """A random request whose pipeline starts inside the vision tower (tower states drawn too)."""
+
+    hidden: torch.Tensor
+
+    def simulate(self) -> Simulation | None:
+        sim = simulate_or_refuse(self.pipeline, self.features, self.layout, self.num_layers, self.attention,
+                                 encoder_hidden=self.hidden)
+        event("justified BudgetError" if sim is None else f"simulated, {min(len(sim.stages), 2)}+ stages")
+        return sim
+
+
+@st.composite
+def encoder_cases(draw: st.DrawFn, config: PipelineConfig,
+                  budget: st.SearchStrategy[Budget | None] | None = None) -> EncoderCase:
+    case = draw(cases(config, budget))
+    hidden = draw(st.sampled_from(["features", "identical", "random"]), label="tower states")
+    states = {"features": case.features, "identical": case.features[:1].expand_as(case.features).clone(),
+              "random": torch.randn(case.features.shape, generator=torch.Generator().manual_seed(case.num_layers))}
+    return EncoderCase(case.pipeline, case.layout, case.features, case.attention, case.num_layers, states[hidden])
+
+
+@by_encoder_pipeline
+@given(data=st.data())
+def test_encoder_level_meets_the_budget_counted_on_the_original_video(config: PipelineConfig,
+                                                                      data: st.DataObject) -> None:
+    """Guarantee 1 with an encoder stage: the frames dropped in the tower count in the retention, which is
+    within 1/N of the target (N = the video's tokens before the tower)."""
+    case = data.draw(encoder_cases(config, budgets()))
+    sim = case.simulated()
+    assert_retention(sim, case.layout, case.num_layers, case.pipeline.budget)
+
+
+@by_encoder_pipeline
+@given(data=st.data())
+def test_encoder_level_keeps_sorted_nested_visual_ids_and_exact_counts(config: PipelineConfig,
+                                                                       data: st.DataObject) -> None:
+    """Guarantees 2 and 4 with an encoder stage: kept ids (in the original video's id space) are sorted,
+    unique, nested and visual; every stage keeps exactly its count; counts never increase."""
+    case = data.draw(encoder_cases(config))
+    sim = case.simulated()
+    assert_kept_ids(sim, case.layout)
+    assert_counts(sim, case.layout.num_visual)
+
+
+@by_encoder_pipeline
+@given(data=st.data())
+def test_encoder_level_segments_keep_a_token_at_every_stage(config: PipelineConfig, data: st.DataObject) -> None:
+    """Guarantee 3 with an encoder stage: segments (over the original frames) keep a token at every stage."""
+    case = data.draw(encoder_cases(config))
+    sim = case.simulate()
+    if sim is not None:
+        assert_segments_keep_tokens(sim, case.layout)
+
+
+@by_encoder_pipeline
+@given(data=st.data())
+def test_encoder_level_full_retention_is_a_noop(config: PipelineConfig, data: st.DataObject) -> None:
+    """Guarantee 5 with an encoder stage: retain = 1.0 drops no frame in the tower and plans no stage."""
+    case = data.draw(encoder_cases(config, st.builds(Budget, st.just(1.0), st.sampled_from(["input",
+                                                                                            "layer_average"]))))
+    assert case.pipeline.reduce_frames(case.hidden, case.layout.tokens_per_frame, case.num_layers) is None
+    sim = case.simulate()
+    assert sim is not None, "retain = 1.0 must never be refused"
+    assert_noop(sim)
+
+
+@by_encoder_pipeline
+@given(data=st.data())
+def test_encoder_keeps_whole_frames_and_at_least_what_the_first_stage_needs(config: PipelineConfig,
+                                                                            data: st.DataObject) -> None:
+    """The encoder stage keeps sorted frames, at least `encoder_min_frames` of them; its merge map sends
+    dropped frames to kept ones; the tokens entering the LLM come from kept frames only."""
+    case = data.draw(encoder_cases(config))
+    sim = case.simulated()
+    pipeline, layout = case.pipeline, case.layout
+    reduction = pipeline.reduce_frames(case.hidden, layout.tokens_per_frame, case.num_layers)
+    if reduction is None:
+        return
+    floor = pipeline.encoder_min_frames(layout.num_frames, layout.tokens_per_frame, case.num_layers)
+    assert floor <= reduction.kept.numel() < layout.num_frames
+    assert torch.isin(reduction.merge.target, reduction.kept).all()
+    assert not torch.isin(reduction.merge.source, reduction.kept).any()
+    assert torch.isin(layout.frame_of(sim.kept[0]), reduction.kept).all()

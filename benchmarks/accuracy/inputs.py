@@ -1,6 +1,7 @@
 """Model inputs per batch, built once and reused by every strategy x budget cell of a run.
 
-Pruning acts inside the language model, so the vision tower's output is the same in every cell. When
+LLM-side pruning leaves the vision tower's output the same in every cell (cells with an encoder stage,
+which prunes inside the tower, use `InputStore.raw`). When
 the model's forward accepts ``mm_encoder_outputs`` (transformers >= 5.24), the video features of each
 batch are computed once, checked against the ordinary pixel path on the first batch (identical
 logits, else the cache is switched off), kept on the host up to ``cache_bytes`` and passed back as

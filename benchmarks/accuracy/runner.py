@@ -310,7 +310,9 @@ class AccuracyHarness:
         tok = self.processor.tokenizer
         for b in tqdm(mine, desc=cell.label, unit="batch", disable=not self.progress, leave=False):
             batch = self.batches[b]
-            inputs = self.store.get(b)
+            # an encoder stage prunes inside the vision tower: it needs the pixels, not the cached features
+            encodes = handle is not None and handle.pipeline.encoder is not None
+            inputs = self.store.raw(b) if encodes else self.store.get(b)
             its = [self.items[i] for i in batch.indices]
             if batch.multiple_choice:
                 logprobs = option_logprobs(self.model, inputs, [self.candidates[i] for i in batch.indices])

@@ -18,7 +18,7 @@ from prunekit.registry import BUILTIN_SOURCE, KINDS, Entry
 
 __all__ = ["add_parsers"]
 
-STAGE_KINDS = ("segmenter", "merger", "allocator", "frame_selector", "layer_scheduler")
+STAGE_KINDS = ("segmenter", "merger", "allocator", "frame_selector", "layer_scheduler", "encoder")
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:

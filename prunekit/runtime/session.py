@@ -26,6 +26,7 @@ from prunekit.model_adapter import ModelAdapter
 from prunekit.ops.injection import add_level, fold_levels
 from prunekit.ops.nosync import device_to_host, host_to_device, true_indices
 from prunekit.pipeline import Pipeline, SamplePlan
+from prunekit.runtime.encoder import EncoderHooks, reduce_layouts
 from prunekit.runtime.sequence import gather_tokens, left_pad_index, prefill_mask, to_mask_format
 from prunekit.runtime.stats import ForwardStats, SampleStats
 from prunekit.runtime.timing import StageTimer
@@ -129,6 +130,9 @@ class PruneSession:
         self.last_kept: list[dict[int, torch.Tensor]] = []
         self.timer = StageTimer()
         self._decode_masks = DecodeMasks()
+        # the encoder level (inside the vision tower), only for pipelines that have one
+        self.encoder_hooks = EncoderHooks(model, adapter, pipeline, self.num_layers) \
+            if pipeline.encoder is not None else None
         self._warned = False
         self._hooks: list[Any] = []
 
@@ -144,12 +148,16 @@ class PruneSession:
             self._hooks.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
         for index in range(self.adapter.injection_levels):
             self._hooks.append(self.layers[index].register_forward_hook(self._make_injection_hook(index)))
+        if self.encoder_hooks is not None:
+            self.encoder_hooks.install()
 
     def remove(self) -> None:
         """Unregister every hook and forget all state."""
         for handle in self._hooks:
             handle.remove()
         self._hooks.clear()
+        if self.encoder_hooks is not None:
+            self.encoder_hooks.remove()
         self.state, self.pending = None, None
         self._decode_masks.clear()
 
@@ -252,6 +260,11 @@ class PruneSession:
         layout_positions = positions.cpu() if positions is not None and self.adapter.layout_needs_positions \
             else None
         layouts = self.adapter.layouts(ids_host, layout_positions)
+        reductions = self.encoder_hooks.take() if self.encoder_hooks is not None else None
+        if self.encoder_hooks is not None and reductions is None:
+            self._warn_if_encoder_skipped(layouts)
+        layouts, dropped, n_original = reduce_layouts(  # frames the vision tower dropped
+            layouts, reductions, reductions is not None and self.encoder_hooks.access.frame_layout_tokens)
         if all(layout is None for layout in layouts):
             return None
         # index tables live where the embeddings are, so later stages copy nothing host-to-device
@@ -265,15 +278,22 @@ class PruneSession:
             valid0 = torch.ones(batch, length, dtype=torch.bool, device=embeds.device)
             valid_host = torch.ones(batch, length, dtype=torch.bool)
         tracks: list[Track] = []
+        text_counts = [int(valid_host[b].sum()) for b in range(batch)]  # valid tokens per sample, before pruning
+        if any(d is not None for d in dropped):  # the dropped frames' placeholders never enter the LLM
+            valid_host = valid_host.clone()
+            valid0 = valid0.clone()
+            for b, gone in enumerate(dropped):
+                if gone is not None:
+                    valid_host[b, gone] = False
+                    valid0[b, gone.to(valid0.device)] = False
         with self.timer("plan"):
             for b, layout in enumerate(layouts):
                 orig = host_to_device(torch.nonzero(valid_host[b]).flatten(), embeds.device)
                 plan = None
                 if layout is not None:
                     feats = embeds[b, layout.token_index]
-                    plan = self.pipeline.start(feats, layout, self.num_layers)
+                    plan = self.pipeline.start(feats, layout, self.num_layers, n_original=n_original[b])
                 tracks.append(Track(plan, orig, orig.clone()))
-        text_counts = [t.orig.numel() for t in tracks]  # valid tokens per sample, before pruning
         if not any(t.plan is not None and t.plan.stages for t in tracks):  # retain = 1.0: touch nothing
             self._record_stats(ForwardState(length, length, valid0, tracks, set(), text_counts=text_counts))
             return None
@@ -434,13 +454,25 @@ class PruneSession:
                 samples.append(SampleStats.unpruned(total, self.num_layers))
                 continue
             samples.append(SampleStats.from_plan(
-                plan.stages, plan.kept_per_stage, plan.layout.num_visual, total - plan.layout.num_visual,
-                len(plan.segments), self.num_layers, **shape))
+                plan.stages, plan.kept_per_stage, plan.n_visual, total - plan.n_visual,
+                len(plan.segments), self.num_layers, **shape,
+                encoder_frames=_encoder_frames(plan) if self.encoder_hooks is not None else None))
         scoring = {} if not self.pipeline.needs_relevance else {
             layer: self.adapter.relevance_layer(layer) for layer in sorted(
                 {s.layer for t in state.tracks if t.plan for s in t.plan.stages})}
         self.last_stats = ForwardStats(samples, self.timer.snapshot(), scoring)
         self.last_kept = [dict(t.kept) for t in state.tracks]
+
+    def _warn_if_encoder_skipped(self, layouts: list) -> None:
+        """Warn when the encoder stage could have dropped frames but the tower did not run under the hooks
+        (e.g. ``mm_encoder_outputs`` computed before `apply`): only the LLM-side stages prune then."""
+        per_frame = self.encoder_hooks.access.tokens_per_frame
+        if any(lay is not None and self.pipeline.encoder_min_frames(lay.num_visual // per_frame, per_frame,
+                                                                    self.num_layers) < lay.num_visual // per_frame
+               for lay in layouts):
+            self._warn_once("the video features of this forward were not computed under prunekit.apply (were "
+                            "mm_encoder_outputs passed in?), so the pipeline's encoder stage did not run and only its "
+                            "LLM-side stages pruned; pass pixel_values_videos to prune inside the vision tower.")
 
     def _warn_once(self, message: str) -> None:
         if not self._warned:
@@ -499,6 +531,11 @@ def _mask_format_of(model: nn.Module) -> torch.Tensor | None:
     one), None (boolean, or SDPA's implicit causal mask) otherwise."""
     eager = getattr(model.config, "_attn_implementation", None) == "eager"
     return torch.zeros(0, dtype=model.dtype) if eager else None
+
+
+def _encoder_frames(plan: SamplePlan) -> tuple[int, int]:
+    """``(frames that reached the LLM, frames of the video)`` of a sample planned after an encoder stage."""
+    return plan.layout.num_frames, plan.n_visual // plan.layout.tokens_per_frame
 
 
 def _prunes_before_llm(track: Track) -> bool:

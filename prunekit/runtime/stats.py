@@ -28,6 +28,8 @@ class SampleStats:
     """Visual tokens summed over layers / (N * L)."""
     flops_ratio: float
     """Prefill FLOPs against the unpruned model (FastV's formula, text counted)."""
+    encoder_frames: tuple[int, int] | None = None
+    """``(frames kept, frames)`` by an encoder stage inside the vision tower (None: no encoder stage ran)."""
 
     @classmethod
     def unpruned(cls, n_tokens: int, num_layers: int) -> SampleStats:
@@ -37,7 +39,7 @@ class SampleStats:
     @classmethod
     def from_plan(cls, stages: list[Stage], kept: list[int], n_visual: int, n_text: int, segments: int,
                   num_layers: int, hidden_size: int, intermediate_size: int, linear_layers: Collection[int] = (),
-                  state_size: int = 0) -> SampleStats:
+                  state_size: int = 0, encoder_frames: tuple[int, int] | None = None) -> SampleStats:
         """Stats of the stages that ran (``kept`` = realized counts, one per stage run); ``linear_layers`` and
         ``state_size`` give linear-attention layers their own FLOPs term (`prunekit.flops.flops`)."""
         realized = [Stage(s.layer, k) for s, k in zip(stages, kept)]
@@ -45,7 +47,7 @@ class SampleStats:
         per_layer = visual_tokens_per_layer(realized, n_visual, num_layers)
         ratio = flops_ratio(per_layer, n_visual, n_text, hidden_size, intermediate_size, linear_layers, state_size)
         return cls(n_visual, n_text, segments, [(s.layer, s.keep) for s in realized], retention["input"],
-                   retention["layer_average"], ratio)
+                   retention["layer_average"], ratio, encoder_frames)
 
 
 @dataclass(frozen=True)

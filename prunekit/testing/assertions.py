@@ -127,15 +127,17 @@ def _check_retention(stages: Sequence[Stage], n: int, num_layers: int, budget: B
 
 
 def simulate_or_refuse(pipeline: Pipeline, feats: torch.Tensor, layout: VideoLayout, num_layers: int,
-                       attention: torch.Tensor | None = None) -> Simulation | None:
+                       attention: torch.Tensor | None = None,
+                       encoder_hidden: torch.Tensor | None = None) -> Simulation | None:
     """Run `Pipeline.simulate`; return None when it raised a *justified* `BudgetError`.
 
     A refusal is justified when the schedule does not fit ``num_layers``, when ``mode="input"``
     meets a schedule without a stage before the LLM, or when keeping one token per segment at
     every stage already exceeds the target by more than one token. Any other refusal fails.
+    ``encoder_hidden [F, T, D]`` feeds the pipeline's encoder stage (the tower's states at its layer).
     """
     try:
-        return pipeline.simulate(feats, layout, num_layers, attention=attention)
+        return pipeline.simulate(feats, layout, num_layers, attention=attention, encoder_hidden=encoder_hidden)
     except BudgetError as exc:
         reason = _infeasible(pipeline, feats, layout, num_layers)
         if reason is None:

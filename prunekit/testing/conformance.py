@@ -15,6 +15,7 @@ from prunekit.errors import BudgetError
 from prunekit.interfaces import (
     BudgetAllocator,
     Component,
+    EncoderStage,
     FrameSelector,
     LayerScheduler,
     Segmenter,
@@ -41,7 +42,8 @@ from prunekit.testing.strategies import attentions, budgets, depths, features, l
 from prunekit.types import MergeMap, Segments, SelectionContext, Stage, VideoLayout
 
 __all__ = [
-    "check_segmenter", "check_merger", "check_allocator", "check_frame_selector", "check_layer_scheduler",
+    "check_segmenter", "check_merger", "check_encoder_stage", "check_allocator", "check_frame_selector",
+    "check_layer_scheduler",
     "check_preset",
 ]
 
@@ -152,6 +154,35 @@ def check_merger(cls: type[TokenMerger], config: StageConfig | dict[str, Any] | 
         same_map = torch.equal(merge2.source.cpu(), merge.source.cpu()) and torch.equal(
             merge2.target.cpu(), merge.target.cpu())
         if not (same_map and torch.equal(as_index(kept2, name), kept)):
+            fail(DETERMINISM, f"{name} gave different results on the same input")
+
+    _run(conforms, run_settings)
+
+
+def check_encoder_stage(cls: type[EncoderStage], config: StageConfig | dict[str, Any] | None = None, *,
+                        run_settings: settings | None = None) -> None:
+    """Check an `EncoderStage`: sorted unique frame ids, at least ``min_frames`` of them (all when
+    ``min_frames = F``), a frame merge map from dropped to kept frames, deterministic, inputs untouched."""
+    stage = _instantiate(cls, config)
+    name = f"{cls.__name__}.reduce"
+
+    @given(data=st.data())
+    def conforms(data: st.DataObject) -> None:
+        layout, hidden = _draw_video(data, max_tokens=1024)  # hidden: the tower states [F, T, D]
+        frames = layout.num_frames
+        min_frames = data.draw(st.integers(1, frames), label="min_frames")
+        original = hidden.clone()
+        kept, merge = _call(name, stage.reduce, hidden, min_frames)
+        _check_unchanged(original, hidden, name)
+        kept = as_index(kept, name)
+        if not min_frames <= kept.numel() <= frames:
+            fail(EXACT_COUNT, f"{name} kept {kept.numel()} of {frames} frames, at least {min_frames} required")
+        if bool((kept[1:] <= kept[:-1]).any()) or int(kept.min()) < 0 or int(kept.max()) >= frames:
+            fail(GUARANTEES[2], f"{name} kept frame ids are not sorted, unique and in [0, {frames})")
+        _check_merge_map(merge, kept, frames, name)
+        kept2, merge2 = _call(name, stage.reduce, hidden.clone(), min_frames)
+        if not (torch.equal(as_index(kept2, name), kept) and torch.equal(merge2.source.cpu(), merge.source.cpu())
+                and torch.equal(merge2.target.cpu(), merge.target.cpu())):
             fail(DETERMINISM, f"{name} gave different results on the same input")
 
     _run(conforms, run_settings)
