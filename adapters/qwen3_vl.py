@@ -4,7 +4,7 @@ Every temporal patch of a video is its own block ``<t seconds> <|vision_start|> 
 the blocks of a sample are one video to the stages (the timestamps are text: always kept). The LLM adds
 DeepStack level ``i`` (vision features from an intermediate vision layer) to the visual tokens after
 decoder layer ``i``. The adapter hands those levels to the runtime (`take_layer_injection`), which gives
-them the same keep and the same merges as the main features (`prunekit.ops.injection`).
+them the same keep and the same merges as the main features (`prunekit.merging.injection`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from torch import nn
 
 from prunekit.adapters.qwen2_vl import Qwen2VLAdapter
 from prunekit.errors import UnsupportedModelError
-from prunekit.ops.injection import LayerInjection
+from prunekit.merging.injection import LayerInjection
 
 
 def active_ffn_size(text_config) -> int:  # noqa: ANN001 - a transformers config

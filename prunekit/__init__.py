@@ -24,8 +24,8 @@ from prunekit.hookspecs import hookimpl
 if TYPE_CHECKING:  # the same names, for type checkers and the API reference
     from prunekit import presets, tiny, video
     from prunekit.budget import Budget
-    from prunekit.flops import flops, flops_ratio
     from prunekit.config import PipelineConfig
+    from prunekit.flops import flops, flops_ratio
     from prunekit.pipeline import Pipeline
     from prunekit.runtime import PruneHandle, apply, is_pruned
     from prunekit.types import MergeMap, Segments, Stage, VideoLayout

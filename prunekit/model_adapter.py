@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from prunekit.errors import UnsupportedModelError
-from prunekit.ops.injection import LayerInjection
-from prunekit.runtime.relevance import apply_rope, last_query_scores
+from prunekit.merging.injection import LayerInjection
+from prunekit.ops.relevance import apply_rope, last_query_scores
 from prunekit.types import VideoLayout
 
 

@@ -9,7 +9,6 @@ their own model.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch

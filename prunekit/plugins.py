@@ -8,7 +8,6 @@ Set ``PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD=1`` to load only the built-ins.
 from __future__ import annotations
 
 import importlib
-import os
 import threading
 import warnings
 from importlib.metadata import entry_points
@@ -17,10 +16,9 @@ from types import ModuleType
 import pluggy
 
 from prunekit import hookspecs
-from prunekit.registry import BUILTIN_SOURCE, Registry
+from prunekit.registry import BUILTIN_SOURCE, DISABLE_ENV, Registry, autoload_disabled
 
 ENTRY_POINT_GROUP = "prunekit"
-DISABLE_ENV = "PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_MODULES = (
     "prunekit.strategies._plugin",
     "prunekit.adapters._plugin",
@@ -78,11 +76,6 @@ def _ensure_loaded() -> None:
                 plugins.append((name, source))
         pm.check_pending()
         _state.update(pm=pm, registry=registry, plugins=plugins)
-
-
-def autoload_disabled() -> bool:
-    """Whether ``PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD`` switches third-party plugin autoload off."""
-    return os.environ.get(DISABLE_ENV, "").strip() not in ("", "0", "false", "False")
 
 
 def _discover() -> list[tuple[str, str, ModuleType | None]]:

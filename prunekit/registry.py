@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -121,10 +122,16 @@ def _unknown_message(kind: str, name: str, known: list[str] | tuple[str, ...]) -
     return f"unknown {kind} {name!r}.{hint} Registered: {listing}.{_autoload_note()}"
 
 
+DISABLE_ENV = "PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD"
+
+
+def autoload_disabled() -> bool:
+    """Whether ``PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD`` switches third-party plugin autoload off."""
+    return os.environ.get(DISABLE_ENV, "").strip() not in ("", "0", "false", "False")
+
+
 def _autoload_note() -> str:
     """Why a plugin's names may be missing: autoload switched off by the environment."""
-    from prunekit.plugins import DISABLE_ENV, autoload_disabled
-
     if not autoload_disabled():
         return ""
     return (f" Plugin autoload is off ({DISABLE_ENV} is set), so only built-ins and explicitly loaded plugins "

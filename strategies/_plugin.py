@@ -10,6 +10,7 @@ from prunekit.hookspecs import hookimpl
 from prunekit.registry import ScopedRegistry
 from prunekit.strategies import (  # noqa: F401  (imported for their declarations)
     cdpruner,
+    compositions,
     divprune,
     dycoke,
     earlytom,

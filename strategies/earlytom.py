@@ -1,13 +1,14 @@
 """EarlyTom-style encoder level: frames fold inside the vision tower before the LLM sees them.
 
 Wang et al., EarlyTom (CVPR 2026). `EarlyFrameMerger` folds near-identical frames at an early
-vision-tower layer; the presets use it alone (``earlytom-30/10``) and composed with HieraVid's
-frame and layer levels (``earlytom-hieravid-30/10``).
+vision-tower layer; the presets ``earlytom-30/10`` use it alone (`prunekit.strategies.compositions`
+composes it with HieraVid's frame and layer levels).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -15,7 +16,6 @@ from pydantic import Field
 
 from prunekit.config import PipelineConfig
 from prunekit.interfaces import EncoderStage, EncoderStageConfig
-from prunekit.strategies.hieravid.presets import HIERAVID_CITATION, HIERAVID_FRACTIONS, hieravid
 from prunekit.strategies.registration import register_preset, register_stage
 from prunekit.types import MergeMap
 
@@ -51,27 +51,8 @@ def earlytom(nominal: int) -> PipelineConfig:
     })
 
 
-def earlytom_hieravid(nominal: int) -> PipelineConfig:
-    """Encoder-level frame folding composed with HieraVid's segment, frame and layer levels, at exactly
-    ``nominal`` percent layer-averaged retention."""
-    keep_frames = EARLYTOM_KEEP_FRAMES[nominal]
-    base = hieravid(nominal).to_dict()
-    base.update({
-        "name": f"earlytom-hieravid-{nominal}",
-        "description": (
-            f"Encoder + HieraVid {nominal}%: near-identical frames fold at vision-tower layer {ENCODER_LAYER} of "
-            f"{SIGLIP_DEPTH} until {keep_frames:.0%} of the frames remain (or what HieraVid's first stage needs); "
-            f"HieraVid's segmentation, merge, MV offsets and DPP stages (fractions {HIERAVID_FRACTIONS[nominal]}) "
-            f"then run on the kept frames, at exactly {nominal}% layer-averaged retention of the original video."),
-        "citation": f"{EARLYTOM_CITATION} {HIERAVID_CITATION}",
-        "encoder": {"name": "early_frame_merge", "layer": ENCODER_LAYER, "reference_depth": SIGLIP_DEPTH,
-                    "keep_frames": keep_frames},
-        "budget": {"retain": nominal / 100, "mode": "layer_average"},
-    })
-    return PipelineConfig.parse(base)
-
-
-def _declare(build, nominal: int) -> None:  # noqa: ANN001
+def declare_nominal(build: Callable[[int], PipelineConfig], nominal: int) -> None:
+    """Declare preset ``<build's name>-<nominal>`` (underscores as dashes) from ``build(nominal)``."""
     def factory() -> PipelineConfig:
         return build(nominal)
 
@@ -80,8 +61,7 @@ def _declare(build, nominal: int) -> None:  # noqa: ANN001
 
 
 for _nominal in (30, 10):
-    _declare(earlytom, _nominal)
-    _declare(earlytom_hieravid, _nominal)
+    declare_nominal(earlytom, _nominal)
 
 
 @register_stage

@@ -10,6 +10,7 @@ import torch
 
 import prunekit
 from prunekit import Pipeline, VideoLayout
+from prunekit.adapters.random_models import build_model
 from prunekit.errors import (
     BudgetError,
     ConfigError,
@@ -17,7 +18,6 @@ from prunekit.errors import (
     UnknownStrategyError,
     UnsupportedModelError,
 )
-from prunekit.adapters.random_models import build_model
 from prunekit.runtime.stats import ForwardStats, SampleStats
 
 

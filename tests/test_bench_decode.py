@@ -8,9 +8,9 @@ import math
 import pytest
 
 import prunekit
+from prunekit.adapters.random_models import build_model, video_inputs
 from prunekit.benchmarks.efficiency import decode
 from prunekit.cli import main
-from prunekit.adapters.random_models import build_model, video_inputs
 
 
 def test_paired_speedup_is_the_geometric_mean_with_a_t_interval() -> None:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import prunekit
-from prunekit.benchmarks.efficiency import limit
 from prunekit.adapters.random_models import build_model, video_inputs
+from prunekit.benchmarks.efficiency import limit
 
 
 @pytest.mark.parametrize("family", ["llava_onevision", "qwen2_vl"])

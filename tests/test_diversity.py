@@ -69,8 +69,8 @@ def test_triton_kernel_equals_the_torch_loop_in_the_cpu_interpreter() -> None:
 
 def test_bench_diversity_check_replays_the_selectors_own_calls() -> None:
     import prunekit
-    from prunekit.benchmarks.efficiency import diversitycheck
     from prunekit.adapters.random_models import build_model, video_inputs
+    from prunekit.benchmarks.efficiency import diversitycheck
 
     model = build_model("llava_onevision", "tiny")
     inputs = video_inputs(model, 8).kwargs

@@ -7,8 +7,8 @@ import torch
 
 import prunekit
 from prunekit import Budget, PipelineConfig
-from prunekit.errors import ConfigError, PrunekitError, UnsupportedModelError
 from prunekit.adapters.random_models import batch_inputs, build_model, video_inputs
+from prunekit.errors import ConfigError, PrunekitError, UnsupportedModelError
 from prunekit.pipeline import Pipeline
 from prunekit.strategies.earlytom import EarlyFrameMerger, frame_similarity
 from prunekit.testing import check_encoder_stage

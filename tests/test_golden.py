@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from prunekit import Budget, Pipeline, PipelineConfig, VideoLayout, presets
-from prunekit.strategies.hieravid.selector import ConditionalDPPSelector
 from prunekit.strategies.divprune import MaxMinDiversitySelector
 from prunekit.strategies.fastv import TopRelevanceSelector
+from prunekit.strategies.hieravid.selector import ConditionalDPPSelector
 from prunekit.types import SelectionContext
 from tests.golden import videos as V
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import prunekit
-from prunekit.model_adapter import find_adapter
 from prunekit import Budget, PipelineConfig
 from prunekit.adapters.random_models import build_model, video_inputs
 from prunekit.errors import BudgetError, PrunekitError, UnsupportedModelError
 from prunekit.interfaces import FrameSelector, StageConfig
+from prunekit.model_adapter import find_adapter
 from prunekit.pipeline import Pipeline
 from prunekit.plugins import get_registry, reload_plugins
 from prunekit.types import SelectionContext

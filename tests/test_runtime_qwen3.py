@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import prunekit
-from prunekit.model_adapter import find_adapter
 from prunekit import Budget, PipelineConfig
-from prunekit.errors import BudgetError, UnsupportedModelError
 from prunekit.adapters.random_models import batch_inputs, build_model, video_inputs
+from prunekit.errors import BudgetError, UnsupportedModelError
+from prunekit.model_adapter import find_adapter
 from prunekit.pipeline import Pipeline
 from tests.reference import reference_generate
 

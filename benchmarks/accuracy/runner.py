@@ -83,21 +83,15 @@ def providers(config: PipelineConfig, strategy: str | None = None) -> dict[str, 
     """
     from importlib import metadata
 
-    from prunekit.plugins import get_registry
-    from prunekit.registry import BUILTIN_SOURCE
-
-    registry = get_registry()
-    sources = set()
-    for field, kind in STAGE_FIELDS.items():
-        stage = getattr(config, field, None)
-        if stage is not None:
-            sources.add(registry.entry(kind, stage.name).source)
-    if strategy is not None and strategy in registry.names("preset"):
-        sources.add(registry.entry("preset", strategy).source)
+    source_of = {(kind, name): source for kind, name, source in prunekit.list_strategies()}
+    sources = {source_of[kind, stage.name] for field, kind in STAGE_FIELDS.items()
+               if (stage := getattr(config, field, None)) is not None and (kind, stage.name) in source_of}
+    if strategy is not None and ("preset", strategy) in source_of:
+        sources.add(source_of["preset", strategy])
     out = {}
     for source in sorted(sources):
         try:
-            out[source] = prunekit.__version__ if source == BUILTIN_SOURCE else metadata.version(source)
+            out[source] = prunekit.__version__ if source == "prunekit" else metadata.version(source)
         except metadata.PackageNotFoundError:
             out[source] = "unknown"
     return out

@@ -22,9 +22,9 @@ import argparse
 import torch
 
 import prunekit
-from prunekit.model_adapter import find_adapter
 from prunekit import PipelineConfig
 from prunekit.adapters.random_models import build_model, video_inputs
+from prunekit.model_adapter import find_adapter
 
 OPTIONS = {"next_full": ("top_relevance", "next_full"), "previous_full": ("top_relevance", "previous_full"),
            "uniform (floor)": ("uniform", "next_full")}

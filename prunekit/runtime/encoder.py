@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit.model_adapter import ModelAdapter
 from prunekit.errors import ConfigError, UnsupportedModelError
+from prunekit.model_adapter import ModelAdapter
 from prunekit.pipeline import Pipeline
 from prunekit.types import FrameReduction, VideoLayout
 

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunekit.merging.injection import add_level, fold_levels
 from prunekit.model_adapter import ModelAdapter
-from prunekit.ops.injection import add_level, fold_levels
 from prunekit.ops.nosync import device_to_host, host_to_device, true_indices
 from prunekit.pipeline import Pipeline, SamplePlan
 from prunekit.runtime.encoder import EncoderHooks, reduce_layouts

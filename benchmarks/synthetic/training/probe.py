@@ -16,8 +16,8 @@ import argparse
 import numpy as np
 import torch
 
-from . import train as T
 from ..generator import SHAPES, make_item
+from . import train as T
 
 
 def _batch(tok, qtype: str, indices: range) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
