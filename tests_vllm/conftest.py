@@ -19,7 +19,9 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD", "0")
+# vLLM inspects each newly registered model class once in a subprocess (about 50 s); its cache lives in
+# the venv, which .ci/run rebuilds, so the inspection is cached within a run
+os.environ.setdefault("VLLM_CACHE_ROOT", str(Path(sys.prefix) / "vllm-cache"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 import tiny_models  # noqa: E402
