@@ -29,7 +29,8 @@ import tiny_models  # noqa: E402
 BUILTIN = {
     "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration",
                    "vllm.model_executor.models.qwen2_5_vl:Qwen2_5_VLForConditionalGeneration"),
-    "qwen3_vl": ("Qwen3VLForConditionalGeneration", "vllm.model_executor.models.qwen3_vl:Qwen3VLForConditionalGeneration"),
+    "qwen3_vl": ("Qwen3VLForConditionalGeneration",
+                 "vllm.model_executor.models.qwen3_vl:Qwen3VLForConditionalGeneration"),
 }
 
 

@@ -58,9 +58,8 @@ _FULL: dict = {}
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_qwen2_5_vl_keeps_what_prunekit_apply_keeps_on_the_hf_model(served_pruned, checkpoints, strategy: str) -> None:
     """Same checkpoint, same video, same pipeline and count: vLLM's kept ids == `prunekit.apply`'s."""
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
-
     import tiny_models
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     vllm_keep = served_pruned("qwen2_5_vl", strategy).keeps[0]["keep"]
     path = checkpoints["qwen2_5_vl"]
@@ -79,9 +78,8 @@ def test_qwen2_5_vl_keeps_what_prunekit_apply_keeps_on_the_hf_model(served_prune
 def test_qwen3_vl_keeps_what_the_shared_function_keeps_on_the_hf_vision_tower(served_pruned, checkpoints,
                                                                               strategy: str) -> None:
     """vLLM's kept ids == `keep_before_llm` on the HF model's own merged video embeddings."""
-    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
-
     import tiny_models
+    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
     vllm_keep = served_pruned("qwen3_vl", strategy).keeps[0]["keep"]
     path = checkpoints["qwen3_vl"]
@@ -101,9 +99,8 @@ def test_qwen3_vl_keeps_what_prunekit_apply_keeps_on_the_hf_model(served_pruned,
 
     if "qwen3_vl" not in get_registry().names("adapter"):
         pytest.skip("prunekit has no qwen3_vl adapter yet (adapters/qwen3_vl.py is being written)")
-    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
-
     import tiny_models
+    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
     vllm_keep = served_pruned("qwen3_vl", strategy).keeps[0]["keep"]
     path = checkpoints["qwen3_vl"]
