@@ -109,3 +109,16 @@ def served_pruned(serve):  # noqa: ANN001, ANN201
         return cache[model, strategy]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def served_full(serve):  # noqa: ANN001, ANN201
+    """``served_full(model)``: vLLM's built-in class, pruning off (served once per model)."""
+    cache: dict = {}
+
+    def get(model: str) -> Served:
+        if model not in cache:
+            cache[model] = serve(model, 0.0, builtin=True)
+        return cache[model]
+
+    return get

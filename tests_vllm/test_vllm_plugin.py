@@ -29,9 +29,9 @@ def reserved(rate: float = RATE) -> int:
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_pruning_off_through_the_plugin_equals_vllm_without_it(serve, model: str) -> None:
+def test_pruning_off_through_the_plugin_equals_vllm_without_it(serve, served_full, model: str) -> None:
     """With a strategy set but video_pruning_rate 0, the plugin's class serves exactly like vLLM's own."""
-    builtin = serve(model, 0.0, builtin=True)
+    builtin = served_full(model)
     plugged = serve(model, 0.0, strategy="divprune")
     assert plugged.prompt_len == builtin.prompt_len
     assert plugged.token_ids == builtin.token_ids
@@ -41,18 +41,13 @@ def test_pruning_off_through_the_plugin_equals_vllm_without_it(serve, model: str
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("model", MODELS)
-def test_prompt_shrinks_by_exactly_the_budget(serve, served_pruned, model: str, strategy: str) -> None:
+def test_prompt_shrinks_by_exactly_the_budget(served_full, served_pruned, model: str, strategy: str) -> None:
     """The prompt loses N - count tokens, and the plugin keeps exactly vLLM's reserved count."""
-    full = serve(model, 0.0, builtin=True) if model not in _FULL else _FULL[model]
-    _FULL[model] = full
-    pruned = served_pruned(model, strategy)
+    full, pruned = served_full(model), served_pruned(model, strategy)
     count = reserved()
     assert full.prompt_len - pruned.prompt_len == N_VIDEO - count
     assert [len(k["keep"]) for k in pruned.keeps] == [count]
     assert math.isclose(count / N_VIDEO, 1 - RATE, abs_tol=1 / N_VIDEO)
-
-
-_FULL: dict = {}
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -120,15 +115,25 @@ def test_unknown_preset_fails_at_start_up_with_prunekits_message(checkpoints, mo
 
     with pytest.raises(Exception) as info:
         make_llm(checkpoints[model], RATE, "no-such-preset")
-    assert "no-such-preset" in _chain(info.value) and "did you mean" in _chain(info.value).lower()
+    assert "unknown preset 'no-such-preset'. Registered: " in _chain(info.value)
 
 
 def test_in_llm_strategy_fails_at_start_up(checkpoints) -> None:
     from conftest import make_llm
 
+    inside = {"name": "uniform-in-llm", "selector": {"name": "uniform"},
+              "scheduler": {"name": "fixed", "layers": [0, 1], "keep_fractions": [0.5, 0.25]}}
     with pytest.raises(Exception) as info:
-        make_llm(checkpoints["qwen2_5_vl"], RATE, "pdrop")
-    assert "prunes inside the LLM" in _chain(info.value)
+        make_llm(checkpoints["qwen2_5_vl"], RATE, inside)
+    assert "prunes inside the LLM (at layers [1])" in _chain(info.value)
+
+
+def test_attention_ranked_strategy_fails_at_start_up(checkpoints) -> None:
+    from conftest import make_llm
+
+    with pytest.raises(Exception) as info:
+        make_llm(checkpoints["qwen3_vl"], RATE, "visionzip")
+    assert "ranks tokens by the last query token's attention" in _chain(info.value)
 
 
 def test_budget_that_disagrees_with_the_rate_fails_at_start_up(checkpoints, tmp_path) -> None:
