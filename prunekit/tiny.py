@@ -71,7 +71,9 @@ def load_tiny(device: str = "cpu", model_dir: str | Path | None = None, name: st
     from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
 
     if model_dir is None and name not in TINY_MODELS:
-        raise ValueError(f"unknown tiny model {name!r}; use one of {sorted(TINY_MODELS)}")
+        from prunekit.errors import InvalidInputError
+
+        raise InvalidInputError(f"unknown tiny model {name!r}; use one of {sorted(TINY_MODELS)}, or model_dir=")
     path = Path(model_dir) if model_dir is not None else TINY_MODELS[name]
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
