@@ -1,8 +1,13 @@
-"""The bundled tiny video LLM: a LLaVA-OneVision model trained on prunekit's synthetic video-QA suite.
+"""The bundled tiny video LLMs: LLaVA-OneVision models trained on prunekit's synthetic video-QA suite.
 
-It loads offline from ``TINY_MODEL_DIR`` (shipped inside the package) and exists so that tests,
-``prunekit bench`` and the docs can measure what pruning does to a real, trained model on CPU in
-seconds. See ``TINY_MODEL_DIR / "README.md"`` (the model card) for its architecture and accuracy.
+Two ship inside the package and load offline (`TINY_MODELS`):
+
+- ``deep`` (the default, ``TINY_MODEL_DIR``): a 28-layer Qwen2 language model, the depth of Qwen2-7B, so
+  that in-LLM strategies (FastV, PDrop, HieraVid, FrameFusion) prune at their published layers;
+- ``shallow``: the first, 4-layer model; several times faster, for quick tests.
+
+They exist so that tests, ``prunekit bench`` and the docs can measure what pruning does to a real,
+trained model on CPU. Each folder's ``README.md`` (the model card) gives architecture and accuracy.
 
     model, processor = load_tiny()
     frames = prunekit.video.load("clip.mp4", TINY_NUM_FRAMES)
@@ -15,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = [
+    "TINY_MODELS",
+    "DEFAULT_TINY",
     "TINY_MODEL_DIR",
     "TINY_NUM_FRAMES",
     "OPTION_LETTERS",
@@ -24,7 +31,11 @@ __all__ = [
     "uses_tiny_prompt",
 ]
 
-TINY_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "tiny-video-llm"
+_ASSETS = Path(__file__).resolve().parent / "assets"
+TINY_MODELS = {"deep": _ASSETS / "tiny-video-llm-deep", "shallow": _ASSETS / "tiny-video-llm"}
+"""The bundled tiny models by name: ``deep`` (28 LLM layers, the default) and ``shallow`` (4 layers)."""
+DEFAULT_TINY = "deep"
+TINY_MODEL_DIR = TINY_MODELS[DEFAULT_TINY]
 TINY_NUM_FRAMES = 16
 OPTION_LETTERS = ("A", "B", "C", "D")
 TINY_CHAT_TEMPLATE = "chat_template.jinja"
@@ -62,19 +73,25 @@ def uses_tiny_prompt(processor) -> bool:  # noqa: ANN001 - a transformers proces
     return not template or (isinstance(template, str) and _TEMPLATE_MARK in template)
 
 
-def load_tiny(device: str = "cpu", model_dir: str | Path | None = None):
-    """``(model, processor)`` of the bundled tiny video LLM, loaded offline, in eval mode, fp32.
+def load_tiny(device: str = "cpu", model_dir: str | Path | None = None, name: str = DEFAULT_TINY):
+    """``(model, processor)`` of a bundled tiny video LLM, loaded offline, in eval mode, fp32.
 
-    ``model_dir`` overrides the bundled directory (e.g. a freshly trained one).
+    ``name`` picks one of `TINY_MODELS` (``deep`` or ``shallow``); ``model_dir`` overrides it with a
+    folder (e.g. a freshly trained model). Weights saved in fp16 load exactly into fp32.
     """
+    import torch
     from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
 
-    path = Path(model_dir) if model_dir is not None else TINY_MODEL_DIR
+    if model_dir is None and name not in TINY_MODELS:
+        from prunekit.errors import InvalidInputError
+
+        raise InvalidInputError(f"unknown tiny model {name!r}; use one of {sorted(TINY_MODELS)}, or model_dir=")
+    path = Path(model_dir) if model_dir is not None else TINY_MODELS[name]
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"No tiny model at {str(path)!r}: the package assets are missing. Reinstall prunekit, or "
             "train one with `python -m benchmarks.synthetic.training.train` and pass model_dir=."
         )
-    model = LlavaOnevisionForConditionalGeneration.from_pretrained(path, local_files_only=True)
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(path, local_files_only=True)
     return model.to(device).eval(), processor

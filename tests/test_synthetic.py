@@ -26,7 +26,9 @@ from prunekit.benchmarks.synthetic import (
     vocabulary,
 )
 from prunekit.benchmarks.synthetic.generator import BACKGROUND_COLORS, DIRECTIONS, NUMBERS, OBJECT_COLORS, SHAPES
-from prunekit.tiny import OPTION_LETTERS, TINY_MODEL_DIR, build_prompt
+from prunekit.tiny import OPTION_LETTERS, TINY_MODEL_DIR, TINY_MODELS, build_prompt
+
+SHALLOW_DIR = TINY_MODELS["shallow"]  # the 4-layer model: the attention tests below read its heads
 
 N_PER_SPLIT = 3 * len(QUESTION_TYPES)
 
@@ -49,6 +51,7 @@ def test_splits_have_distinct_seeds_and_share_no_clip():
     assert not digests["train"] & digests["val"]
     assert not digests["train"] & digests["test"]
     assert not digests["val"] & digests["test"]
+    assert not digests["fresh"] & (digests["train"] | digests["val"] | digests["test"])  # the held-out split
 
 
 def test_question_types_cycle_so_every_prefix_is_balanced():
@@ -138,11 +141,38 @@ def test_items_round_trip_through_jsonl_and_mp4(tmp_path):
         np.testing.assert_array_equal(frames, make_item("val", item.index)[1].frames)  # lossless
 
 
-def test_bundled_model_is_small_and_complete():
-    files = {p.name for p in TINY_MODEL_DIR.iterdir()}
+@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+def test_bundled_model_is_small_and_complete(name):
+    folder = TINY_MODELS[name]
+    files = {p.name for p in folder.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
             "generation_config.json", "README.md"} <= files
-    assert sum(p.stat().st_size for p in TINY_MODEL_DIR.iterdir()) < 20 * 2**20
+    assert (folder / "model.safetensors").stat().st_size < 20 * 2**20
+
+
+def test_default_tiny_model_is_as_deep_as_qwen2_7b_and_loads_its_fp16_weights_exactly_in_fp32():
+    import torch
+    from safetensors.torch import load_file
+
+    from prunekit.tiny import load_tiny
+
+    assert TINY_MODEL_DIR == TINY_MODELS["deep"]
+    model, _ = load_tiny()
+    assert model.config.text_config.num_hidden_layers == 28
+    saved = load_file(TINY_MODEL_DIR / "model.safetensors")
+    assert {v.dtype for v in saved.values()} == {torch.float16}
+    state = model.state_dict()
+    assert all(state[k].dtype == torch.float32 and torch.equal(state[k], v.float()) for k, v in saved.items())
+    shallow, _ = load_tiny(name="shallow")
+    assert shallow.config.text_config.num_hidden_layers == 4
+
+
+def test_load_tiny_names_the_bundled_models_for_an_unknown_name():
+    from prunekit.errors import InvalidInputError
+    from prunekit.tiny import load_tiny
+
+    with pytest.raises(InvalidInputError, match="deep"):
+        load_tiny(name="medium")
 
 
 def test_bundled_model_loads_offline_and_answers(monkeypatch):
@@ -274,8 +304,8 @@ def test_attention_diagnostic_finds_the_head_that_retrieves_the_moving_object():
     item, clip = make_item("val", 4, "motion_direction")
     color = target_color(item)
     assert (clip.obj_color == 1 + list(OBJECT_COLORS).index(color)).any()
-    model = LlavaOnevisionForConditionalGeneration.from_pretrained(TINY_MODEL_DIR, attn_implementation="eager")
-    processor = AutoProcessor.from_pretrained(TINY_MODEL_DIR)
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(SHALLOW_DIR, attn_implementation="eager")
+    processor = AutoProcessor.from_pretrained(SHALLOW_DIR)
     target, other = attention_masses(model.eval(), processor, "motion_direction", items=16)
     assert target.shape == other.shape == (4, 8)
     assert ((target >= 0) & (target + other <= 1 + 1e-5)).all()
@@ -292,8 +322,8 @@ def test_training_attention_of_the_answer_position_matches_the_model_s_eager_att
     from prunekit.benchmarks.synthetic.generator import target_tokens
     from prunekit.benchmarks.synthetic.training.train import encode_chunk, focus_loss, forward
 
-    model = LlavaOnevisionForConditionalGeneration.from_pretrained(TINY_MODEL_DIR, attn_implementation="eager").eval()
-    processor = AutoProcessor.from_pretrained(TINY_MODEL_DIR)
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(SHALLOW_DIR, attn_implementation="eager").eval()
+    processor = AutoProcessor.from_pretrained(SHALLOW_DIR)
     starts = (4, 5, 0)  # motion_direction, scene_object, scene_count (no target object)
     batch = {k: torch.from_numpy(np.concatenate([encode_chunk(("val", s, 1, 0.0))[k] for s in starts]))
              for k in ("frames", "ids", "n_prompt", "answer", "options", "aux", "type", "focus")}
@@ -314,3 +344,33 @@ def test_training_attention_of_the_answer_position_matches_the_model_s_eager_att
     on_target[:, 2, :-1] = focus / focus.sum(1, keepdim=True).clamp_min(1)
     assert loss > 0.1 and focus_loss(on_target, batch["focus"], use, head=2) < 1e-3  # rows without a target: 0
     assert focus_loss(on_target, batch["focus"], use, head=1) > 5  # another head on target does not count
+
+
+def test_distillation_loss_is_zero_only_when_the_student_matches_the_teacher():
+    import torch
+
+    from prunekit.benchmarks.synthetic.train import distill_loss
+
+    teacher = torch.tensor([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0]])
+    assert float(distill_loss(teacher.clone(), teacher)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distill_loss(teacher.flip(-1), teacher)) > 0.1
+    # T^2 scaling keeps the gradient size comparable across temperatures
+    assert float(distill_loss(teacher.flip(-1), teacher, temperature=1.0)) > 0
+
+
+def test_vision_tower_can_be_copied_from_the_shallow_model_and_frozen():
+    import torch
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    from prunekit.benchmarks.synthetic.train import TrainConfig, build_model, build_tokenizer, copy_vision_tower
+
+    cfg = TrainConfig(text_hidden=32, text_layers=2, text_heads=2, text_kv_heads=1, text_mlp=64)
+    model = build_model(build_tokenizer(), cfg)
+    copy_vision_tower(model, str(SHALLOW_DIR))
+    shallow = LlavaOnevisionForConditionalGeneration.from_pretrained(SHALLOW_DIR)
+    for (name, a), (_, b) in zip(model.model.vision_tower.state_dict().items(),
+                                 shallow.model.vision_tower.state_dict().items()):
+        assert torch.equal(a, b), name
+    narrow = build_model(build_tokenizer(), TrainConfig(vision_hidden=64, vision_mlp=128))
+    with pytest.raises(ValueError, match="vision tower differs"):
+        copy_vision_tower(narrow, str(SHALLOW_DIR))

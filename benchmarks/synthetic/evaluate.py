@@ -178,7 +178,7 @@ def main(argv=None) -> None:
     from .suite import ensure_split
 
     p = argparse.ArgumentParser(description="Evaluate the tiny video LLM on the synthetic suite.")
-    p.add_argument("--split", default="test", choices=["val", "test"])
+    p.add_argument("--split", default="test", choices=["val", "test", "fresh"])
     p.add_argument("--n", type=int, default=None, help="number of items (default: the whole split)")
     p.add_argument("--model-dir", default=None)
     p.add_argument("--drop", choices=sorted(DROPS), default=None, help="manual pre-LLM token drop")

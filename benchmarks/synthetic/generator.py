@@ -25,7 +25,8 @@ CELL = 16  # one visual token of the tiny model covers 16x16 pixels (8x8 patches
 GRID = SIZE // CELL
 SMALL = 10  # needles are at most this many pixels wide; every other object is wider
 
-SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
+# "fresh" is a held-out check of generalisation: no training or tuning run ever reads it
+SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2, "fresh": 7}
 
 OBJECT_COLORS = {
     "red": (230, 30, 30), "green": (30, 200, 50), "blue": (40, 90, 255), "yellow": (240, 230, 40),

@@ -11,7 +11,7 @@ from prunekit import video
 from .generator import NUM_FRAMES, Item, make_item
 
 FPS = 8
-DEFAULT_SIZES = {"train": 0, "val": 270, "test": 450}  # 30 and 50 items per question type
+DEFAULT_SIZES = {"train": 0, "val": 270, "test": 450, "fresh": 450}  # 30, 50 and 50 items per question type
 
 
 def default_root() -> Path:

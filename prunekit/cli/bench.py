@@ -87,7 +87,8 @@ def _add_accuracy(sub: argparse._SubParsersAction) -> None:
                     "Multiple choice is scored by the log-likelihood of the option letters, open-ended "
                     "questions by exact match of the generated word.")
     a.add_argument("--model", default=None,
-                   help="Hugging Face id or local folder (default: the bundled tiny video LLM)")
+                   help="Hugging Face id, local folder, or a bundled tiny model: tiny-deep (the default, 28 "
+                        "LLM layers) or tiny-shallow (4 layers, faster)")
     a.add_argument("--data", default="synthetic:test",
                    help="JSONL manifest, or synthetic:test / synthetic:val (default: synthetic:test)")
     a.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
@@ -199,16 +200,19 @@ def _tiny_frames() -> int:
 
 
 def load_model(name: str | None, device: str, *, allow_pickle: bool = False) -> tuple[nn.Module, object, str]:
-    """``(model, processor, record name)``: the bundled tiny model for None/``tiny``, else a hub id or folder
-    (safetensors only unless ``allow_pickle``)."""
-    if name in (None, "tiny"):
+    """``(model, processor, record name)``: a bundled tiny model for None, ``tiny`` (the default, ``deep``),
+    ``tiny-deep`` or ``tiny-shallow``; else a hub id or folder (safetensors only unless ``allow_pickle``)."""
+    from prunekit.tiny import DEFAULT_TINY, TINY_MODELS
+
+    tiny = {None: DEFAULT_TINY, "tiny": DEFAULT_TINY, **{f"tiny-{k}": k for k in TINY_MODELS}}
+    if name in tiny:
         from prunekit.tiny import load_tiny
 
         try:
-            model, processor = load_tiny(device)
+            model, processor = load_tiny(device, name=tiny[name])
         except FileNotFoundError as exc:
             raise PrunekitError(str(exc)) from None
-        return model, processor, "prunekit-tiny"
+        return model, processor, f"prunekit-tiny-{tiny[name]}"
     model, processor = load_pretrained(name, device, allow_pickle=allow_pickle)
     return model, processor, name
 
@@ -216,8 +220,9 @@ def load_model(name: str | None, device: str, *, allow_pickle: bool = False) -> 
 def _load_items(acc: ModuleType, data: str, limit: int | None) -> tuple[list, str]:
     if data.startswith("synthetic:"):
         split = data.split(":", 1)[1]
-        if split not in ("test", "val"):
-            raise PrunekitError(f"unknown synthetic split {split!r}; use synthetic:test or synthetic:val.")
+        if split not in ("test", "val", "fresh"):
+            raise PrunekitError(f"unknown synthetic split {split!r}; use synthetic:test, synthetic:val or "
+                                "synthetic:fresh (held out from training).")
         return acc.load_synthetic(split, limit), f"synthetic-{split}"
     if not Path(data).is_file():
         raise PrunekitError(f"--data {data!r}: no such manifest (or use synthetic:test).")

@@ -90,6 +90,12 @@ class TrainConfig:
     focus_types: str = "scene_object,scene_object_color"  # question types whose items get that loss
     focus_layer: int = -1  # the LM layer whose head is supervised
     focus_head: int = 0  # that layer's head that must do the lookup
+    teacher: str = ""  # a saved tiny model whose answer logits the student also learns (distillation)
+    distill_weight: float = 0.0  # > 0: weight of the KL to the teacher's answer distribution
+    distill_temperature: float = 2.0  # softens both distributions in that KL
+    init_vision: str = ""  # copy the vision tower (not the projector) from this saved model
+    freeze_vision: int = 0  # 1: the vision tower is not trained (with --init-vision: kept as copied)
+    save_dtype: str = "float32"  # dtype of the saved weights (float16 halves the file; loads exactly in fp32)
     # architecture
     vision_hidden: int = 128
     vision_layers: int = 4
@@ -463,6 +469,36 @@ def focus_loss(video_probs: torch.Tensor, focus: torch.Tensor, use: torch.Tensor
     return (nll * use).sum() / use.sum().clamp_min(1)
 
 
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """``T^2 KL(teacher || student)`` of the answer-word distributions ``[B, V]`` softened by ``T``."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target=True,
+                    reduction="batchmean") * t * t
+
+
+def load_teacher(path: str, device):
+    """The saved tiny model at ``path``, frozen, in eval mode, for distillation."""
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    if not path:
+        raise ValueError("--distill-weight needs --teacher DIR (a saved tiny model)")
+    teacher = LlavaOnevisionForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+    teacher = teacher.to(device).eval().requires_grad_(False)
+    use_fast_pooling(teacher)
+    return teacher
+
+
+def copy_vision_tower(model, path: str) -> None:
+    """Load the vision tower of the saved model at ``path`` into ``model`` (same vision config)."""
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    source = LlavaOnevisionForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+    keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size")
+    if any(getattr(source.config.vision_config, k) != getattr(model.config.vision_config, k) for k in keys):
+        raise ValueError(f"--init-vision {path}: its vision tower differs from this model's (--vision-* options)")
+    model.model.vision_tower.load_state_dict(source.model.vision_tower.state_dict())
+
+
 def drop_mask(batch, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     """``[B, 257]`` 1 = keep: for some samples, drop a random share of object-free visual tokens."""
     b = batch["aux"].shape[0]
@@ -553,13 +589,18 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
         from transformers import LlavaOnevisionForConditionalGeneration
 
         model.load_state_dict(LlavaOnevisionForConditionalGeneration.from_pretrained(cfg.init).state_dict())
+    if cfg.init_vision:
+        copy_vision_tower(model, cfg.init_vision)
+    if cfg.freeze_vision:
+        model.model.vision_tower.requires_grad_(False)
     model = model.to(device).train()
     use_fast_pooling(model)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {n_params / 1e6:.2f}M", flush=True)
     aux_head = torch.nn.Linear(cfg.text_hidden, sum(AUX_CLASSES)).to(device)
     lm_aux_head = torch.nn.Linear(cfg.text_hidden, sum(AUX_CLASSES)).to(device)  # used when lm_aux_weight > 0
-    params = list(model.parameters()) + list(aux_head.parameters()) + \
+    teacher = load_teacher(cfg.teacher, device) if cfg.distill_weight > 0 else None
+    params = [p for p in model.parameters() if p.requires_grad] + list(aux_head.parameters()) + \
         (list(lm_aux_head.parameters()) if cfg.lm_aux_weight > 0 else [])
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
@@ -567,7 +608,8 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     focus_ids = torch.tensor([ALL_TYPES.index(t) for t in focus_types(cfg)], device=device)
     focus = torch.zeros(())
-    log = {"step": [], "loss": [], "lm_loss": [], "aux_loss": [], "focus_loss": [], "eval": []}
+    distill = torch.zeros(())
+    log = {"step": [], "loss": [], "lm_loss": [], "aux_loss": [], "focus_loss": [], "distill_loss": [], "eval": []}
     log["compute_ms_per_step"] = _time_compute(model, processor, pool.sample(cfg.batch_size, gen), device,
                                                steps=12 if device.type == "cuda" else 2)
     print(f"compute only (forward + backward, fixed batch): {log['compute_ms_per_step']:.1f} ms/step", flush=True)
@@ -606,6 +648,12 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
                 use = torch.isin(batch["type"].long(), focus_ids)
                 focus = focus_loss(extra.pop(0), batch["focus"], use, cfg.focus_head)
                 loss = loss + cfg.focus_weight * focus
+            if teacher is not None:  # the teacher's answer distribution: which wrong answers are plausible
+                with torch.no_grad():
+                    t_last, _ = forward(teacher, processor, batch, drop_mask=keep, length=MAX_LEN)
+                    t_logits = teacher.lm_head(t_last[:, 0]).float()
+                distill = distill_loss(logits[:, 0], t_logits, cfg.distill_temperature)
+                loss = loss + cfg.distill_weight * distill
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -617,9 +665,10 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
             log["lm_loss"].append(lm_loss.item())
             log["aux_loss"].append(aux_loss.item())
             log["focus_loss"].append(focus.item())
+            log["distill_loss"].append(distill.item())
         if step % 500 == 0:
             print(f"step {step}/{total} loss {loss.item():.4f} lm {lm_loss.item():.4f} aux {aux_loss.item():.4f} "
-                  f"focus {focus.item():.4f} "
+                  f"focus {focus.item():.4f} distill {distill.item():.4f} "
                   f"lr {lr:.2e} items {pool.generated} t {time.time() - t_start:.0f}s", flush=True)
         if time.time() - last_eval > cfg.eval_every_s or step == total:
             acc = quick_eval(model, processor, val)
@@ -631,9 +680,12 @@ def train(cfg: TrainConfig, out: Path, device: str = "cuda", procs: int = 8, tar
     test = make_set(workers, "test", cfg.eval_items, cfg.chunk, device)
     test_acc = quick_eval(model, processor, test)
     print("test (in memory): " + " ".join(f"{k}={v:.3f}" for k, v in test_acc.items()), flush=True)
+    fresh_acc = quick_eval(model, processor, make_set(workers, "fresh", cfg.eval_items, cfg.chunk, device))
+    print("fresh (in memory): " + " ".join(f"{k}={v:.3f}" for k, v in fresh_acc.items()), flush=True)
     workers.terminate()
     result = _checkpoint(model, processor, out, log, cfg, step, t_train, n_params, device, pool, tar)
     result["test_in_memory"] = test_acc
+    result["fresh_in_memory"] = fresh_acc
     (out / "training_log.json").write_text(json.dumps({"log": log, "result": result}, indent=1))
     if tar:
         _tar(out, tar)
@@ -674,7 +726,7 @@ def _checkpoint(model, processor, out, log, cfg, step, t_train, n_params, device
               "items_generated": pool.generated, "samples_seen": step * cfg.batch_size,
               "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__}
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    save(model, state, processor, out, log, result)
+    save(model, state, processor, out, log, result, dtype=getattr(torch, cfg.save_dtype))
     if tar:
         _tar(out, tar)
     return result
@@ -687,14 +739,14 @@ def _tar(folder: Path, tar: Path) -> None:
     tmp.replace(tar)
 
 
-def save(model, state, processor, out: Path, log: dict, result: dict) -> None:
+def save(model, state, processor, out: Path, log: dict, result: dict, dtype: torch.dtype = torch.float32) -> None:
     import transformers
 
     result["transformers"] = transformers.__version__
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    model.save_pretrained(out, state_dict={k: v.float() for k, v in state.items()}, safe_serialization=True)
+    model.save_pretrained(out, state_dict={k: v.to(dtype) for k, v in state.items()}, safe_serialization=True)
     processor.save_pretrained(out)
     (out / "training_log.json").write_text(json.dumps({"log": log, "result": result}, indent=1))
     plot_loss(out / "training_log.json", out / "loss.png")
