@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from prunekit.ops.cluster import most_similar
-from prunekit.strategies.zoo._merge import Group, MergePlan, quotas, scores_or_spread, segment_ids
-from prunekit.strategies.zoo.visionzip import VisionZipMerger, contextual_targets
+from prunekit.merging.plan import Group, MergePlan, quotas, scores_or_spread, segment_ids
+from prunekit.strategies.visionzip import VisionZipMerger, contextual_targets
 from prunekit.types import Segments, VideoLayout
 from tests.test_sync_free import ReadBackCounter
 
