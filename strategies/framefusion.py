@@ -96,7 +96,10 @@ class CascadedSimilarityMerger(TokenMerger):
         ratios: list[float] = []
         prune = True
         while len(ratios) < num_layers - 1:  # the pruning stage needs a layer after the last round
-            bound = pruning_ratio(ratios, cost, num_layers)
+            try:
+                bound = pruning_ratio(ratios, cost, num_layers)
+            except BudgetError:  # the rounds so far overspent the cost: prune (earlier, below)
+                break
             sim = self._similarity(feats, live, opens)
             count, n_live = int((sim >= self.config.similarity_lower_bound).sum()), int(live.sum())
             if count < bound * n_live:
@@ -113,9 +116,14 @@ class CascadedSimilarityMerger(TokenMerger):
         after_merge = int(live.sum())
         stages = [Stage(0, after_merge)] if after_merge < n else []
         if prune:
+            total = cost * n * num_layers  # visual token-layers the budget allows
             rounds = len(ratios)
-            exact = (cost * n * num_layers - rounds * after_merge) / (num_layers - rounds)
-            keep = max(min_keep, min(after_merge, round(exact)))
+            # FrameFusion's code raises once its rounds overspent the cost; prune at the last layer that meets it
+            while rounds > 0 and total - rounds * after_merge < min_keep * (num_layers - rounds):
+                rounds -= 1
+            if rounds == 0:
+                return [Stage(0, max(min_keep, min(after_merge, round(total / num_layers))))]
+            keep = max(min_keep, min(after_merge, round((total - rounds * after_merge) / (num_layers - rounds))))
             if keep < after_merge:
                 stages.append(Stage(rounds, keep))
         return stages

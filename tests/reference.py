@@ -119,7 +119,7 @@ class ReferenceRun:
 
 
 def reference_generate(model: nn.Module, inputs: dict, pipeline: Pipeline, new_tokens: int,
-                       adapter_options: dict | None = None, llm_inputs: LLMInputs | None = None) -> ReferenceRun:
+                       llm_inputs: LLMInputs | None = None, adapter_options: dict | None = None) -> ReferenceRun:
     """Greedy generation of ``new_tokens`` with ``pipeline`` applied by the slow reference (batch 1).
 
     ``adapter_options`` choose the adapter's policies (e.g. which layer scores a Qwen3.5 linear-layer stage);

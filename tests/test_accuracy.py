@@ -205,7 +205,7 @@ def test_a_second_run_skips_finished_cells_and_only_runs_new_ones(tiny_dir: Path
 def test_a_cell_is_not_resumed_after_its_provider_changed_version(tiny_dir: Path, manifest: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Resumed cells are keyed on the distributions and versions providing their stages (issue 23)."""
-    from benchmarks.accuracy import runner
+    from prunekit.benchmarks.accuracy import runner
 
     first = _harness(tiny_dir, manifest, tmp_path).run(["random"], [0.5])
     assert first[1]["providers"] == {"prunekit": prunekit.__version__}

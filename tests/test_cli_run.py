@@ -12,8 +12,9 @@ def test_default_run_answers_and_reports_what_pruning_did(capsys: pytest.Capture
     out = capsys.readouterr().out
     assert "unpruned answer:" in out and "hieravid-30 answer:" in out
     assert "correct answer: 'blue'" in out  # the demo clip's answer, so a wrong answer shows as wrong
-    assert "unpruned answer: 'blue' (right)" in out and "hieravid-30 answer: 'yellow' (wrong)" in out
-    assert "kept per stage: layer 0: 128, layer 1: 89, layer 2: 62, layer 3: 26" in out  # 256 visual tokens
+    assert "unpruned answer: 'blue' (right)" in out and "hieravid-30 answer: 'blue' (right)" in out
+    # the deep default model: HieraVid's published layers L/4, L/2, 3L/4 of 28 (256 visual tokens)
+    assert "kept per stage: layer 0: 128, layer 7: 89, layer 14: 62, layer 21: 26" in out
     assert "layer-average 29.8%" in out and "prefill speed-up" in out
 
 

@@ -152,7 +152,7 @@ modules = [m.name for m in pkgutil.walk_packages(prunekit.strategies.__path__, '
 for name in modules:
     importlib.import_module(name)
 new = [c.__name__ for c in BUILTIN.stages if c not in stages] + [n for n in BUILTIN.presets if n not in presets]
-assert 'prunekit.strategies.divprune' in modules and len(stages) == 24, (modules, len(stages))
+assert 'prunekit.strategies.divprune' in modules and len(stages) == 25, (modules, len(stages))
 print('undeclared:', new)
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

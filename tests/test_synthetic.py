@@ -150,6 +150,15 @@ def test_bundled_model_is_small_and_complete(name):
     assert (folder / "model.safetensors").stat().st_size < 20 * 2**20
 
 
+def _loaded_name(key: str) -> str:
+    """The model's parameter name of a checkpoint key saved in LLaVA's original layout."""
+    if key.startswith("language_model.model."):
+        return "model.language_model." + key.removeprefix("language_model.model.")
+    if key.startswith("language_model.lm_head"):
+        return key.removeprefix("language_model.")
+    return "model." + key
+
+
 def test_default_tiny_model_is_as_deep_as_qwen2_7b_and_loads_its_fp16_weights_exactly_in_fp32():
     import torch
     from safetensors.torch import load_file
@@ -162,7 +171,9 @@ def test_default_tiny_model_is_as_deep_as_qwen2_7b_and_loads_its_fp16_weights_ex
     saved = load_file(TINY_MODEL_DIR / "model.safetensors")
     assert {v.dtype for v in saved.values()} == {torch.float16}
     state = model.state_dict()
-    assert all(state[k].dtype == torch.float32 and torch.equal(state[k], v.float()) for k, v in saved.items())
+    assert len(state) == len(saved)
+    assert all(state[_loaded_name(k)].dtype == torch.float32 and torch.equal(state[_loaded_name(k)], v.float())
+               for k, v in saved.items())
     shallow, _ = load_tiny(name="shallow")
     assert shallow.config.text_config.num_hidden_layers == 4
 
@@ -349,7 +360,7 @@ def test_training_attention_of_the_answer_position_matches_the_model_s_eager_att
 def test_distillation_loss_is_zero_only_when_the_student_matches_the_teacher():
     import torch
 
-    from prunekit.benchmarks.synthetic.train import distill_loss
+    from prunekit.benchmarks.synthetic.training.train import distill_loss
 
     teacher = torch.tensor([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0]])
     assert float(distill_loss(teacher.clone(), teacher)) == pytest.approx(0.0, abs=1e-6)
@@ -362,7 +373,12 @@ def test_vision_tower_can_be_copied_from_the_shallow_model_and_frozen():
     import torch
     from transformers import LlavaOnevisionForConditionalGeneration
 
-    from prunekit.benchmarks.synthetic.train import TrainConfig, build_model, build_tokenizer, copy_vision_tower
+    from prunekit.benchmarks.synthetic.training.train import (
+        TrainConfig,
+        build_model,
+        build_tokenizer,
+        copy_vision_tower,
+    )
 
     cfg = TrainConfig(text_hidden=32, text_layers=2, text_heads=2, text_kv_heads=1, text_mlp=64)
     model = build_model(build_tokenizer(), cfg)

@@ -33,7 +33,9 @@ def test_the_wheel_ships_the_code_and_the_tiny_model(wheel_files: dict[str, int]
                  "prunekit/strategies/hieravid/presets.py", "prunekit/strategies/fastv.py",
                  "prunekit/adapters/random_models.py", "prunekit/benchmarks/strategy_spec.py",
                  "prunekit/benchmarks/synthetic/generator.py", "prunekit/assets/demo-clip.npz",
-                 "prunekit/assets/tiny-video-llm/model.safetensors", "prunekit/assets/tiny-video-llm/README.md"):
+                 "prunekit/assets/tiny-video-llm/model.safetensors", "prunekit/assets/tiny-video-llm/README.md",
+                 "prunekit/assets/tiny-video-llm-deep/model.safetensors",
+                 "prunekit/assets/tiny-video-llm-deep/README.md"):
         assert path in wheel_files, f"{path} is missing from the wheel"
 
 
@@ -42,6 +44,7 @@ def test_the_wheel_leaves_results_logs_and_the_trainer_in_the_tree(wheel_files: 
                 if "/results/" in name or "/predictions/" in name or name.endswith((".jsonl", ".log", ".tar.xz"))
                 or "training_log" in name or "/synthetic/training/" in name]
     assert unwanted == []
-    weights = wheel_files["prunekit/assets/tiny-video-llm/model.safetensors"]
+    weights = sum(wheel_files[f"prunekit/assets/{model}/model.safetensors"]
+                  for model in ("tiny-video-llm", "tiny-video-llm-deep"))
     rest = sum(wheel_files.values()) - weights
     assert rest < 2_000_000, f"{rest} bytes besides the weights: did data slip into a package?"

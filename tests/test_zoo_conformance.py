@@ -11,6 +11,7 @@ from prunekit.strategies._plugin import BUILTIN
 from prunekit.testing import (
     assert_pipeline_guarantees,
     check_allocator,
+    check_encoder_stage,
     check_frame_selector,
     check_merger,
     check_preset,
@@ -18,7 +19,7 @@ from prunekit.testing import (
 )
 
 CHECKS = {"segmenter": check_segmenter, "merger": check_merger, "allocator": check_allocator,
-          "frame_selector": check_frame_selector}
+          "frame_selector": check_frame_selector, "encoder": check_encoder_stage}
 IN_LLM_ONLY = {"fastv", "pdrop"}
 NOT_ZOO = ("prunekit.strategies.generic.", "prunekit.strategies.hieravid.")  # HieraVid and the baselines
 STAGES = [stage for stage in BUILTIN.stages if not stage.__module__.startswith(NOT_ZOO)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prunekit.ops.cluster import most_similar
 from prunekit.merging.plan import Group, MergePlan, quotas, scores_or_spread, segment_ids
+from prunekit.ops.cluster import most_similar
 from prunekit.strategies.visionzip import VisionZipMerger, contextual_targets
 from prunekit.types import Segments, VideoLayout
 from tests.test_sync_free import ReadBackCounter

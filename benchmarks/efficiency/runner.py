@@ -398,11 +398,11 @@ def measure_decode_rows(cfg: EfficiencyConfig, model: torch.nn.Module, inputs: d
     import prunekit
 
     def prepare(spec: StrategySpec) -> Any:
-        return None if spec.preset == UNPRUNED else prunekit.apply(model, spec.preset, budget=spec.budget)
+        return None if spec.strategy == UNPRUNED else prunekit.apply(model, spec.strategy, budget=spec.budget)
 
     chosen = set(cfg.decode_strategies)
     rows = {spec.label: (lambda spec=spec: prepare(spec)) for spec in specs
-            if not chosen or spec.preset == UNPRUNED or spec.label in chosen}
+            if not chosen or spec.strategy == UNPRUNED or spec.label in chosen}
     warmup = 1 if cfg.warmup > 0 else 0
     bar = _progress((warmup + cfg.decode_runs) * len(rows), cfg.progress, "decode, rows alternated")
     per_run = decode.measure_alternated(model, inputs, rows, cfg.decode_tokens, cfg.decode_runs, warmup, cuda,

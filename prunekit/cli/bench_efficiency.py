@@ -82,7 +82,10 @@ def check_options(options: argparse.Namespace, pkg: ModuleType) -> None:
                             f"{', '.join(unknown) or '(none)'}; choose from {', '.join(pkg.SHAPES)}.")
     at_least = {"--repeats": (options.repeats, 1), "--new-tokens": (options.new_tokens, 1),
                 "--batch": (options.batch, 1), "--frames": (options.frames, 1),
-                "--decode-repeats": (options.decode_repeats, 1), "--profile-repeats": (options.profile_repeats, 0),
+                "--decode-repeats": (options.decode_repeats, 0),
+                "--decode-runs": (getattr(options, "decode_runs", None), 0),
+                "--decode-tokens": (getattr(options, "decode_tokens", None), 1),
+                "--profile-repeats": (options.profile_repeats, 0),
                 "--warmup": (options.warmup, 0), "--scene-frames": (options.scene_frames, 0),
                 "--torch-profile": (options.torch_profile, 0)}
     for flag, (value, least) in at_least.items():
@@ -96,8 +99,8 @@ def check_options(options: argparse.Namespace, pkg: ModuleType) -> None:
                             "numbers in (0, 1], e.g. --budgets 0.3,0.1 or --strategies fastv@0.3.") from None
     for spec in specs[1:]:  # the first is the unpruned model
         if spec.budget is not None and not 0 < spec.budget <= 1:
-            raise PrunekitError(f"budget {spec.budget:g} of {spec.preset!r} is not in (0, 1].")
-        check_pipeline(spec.preset, spec.budget, "layer_average")
+            raise PrunekitError(f"budget {spec.budget:g} of {spec.strategy!r} is not in (0, 1].")
+        check_pipeline(spec.strategy, spec.budget, "layer_average")
     if options.device not in ("auto", "cpu") and not options.device.startswith("cuda"):
         raise PrunekitError(f"--device {options.device!r} is not supported; use auto, cpu or cuda.")
 

@@ -39,12 +39,12 @@ _LOG_OPTIONS = ("steps", "seed", "lr", "warmup", "aux_weight", "lm_aux_weight", 
 _TEXT_OPTIONS = ("curriculum_types",)
 
 
-def training_stages(model_dir: Path) -> list[dict]:
+def training_stages(logs: Path) -> list[dict]:
     """The ``result`` of every training stage, oldest first: ``training_log_stage*.json``, then
-    ``training_log.json`` (the stage that wrote the weights)."""
+    ``training_log.json`` (the stage that wrote the weights), from the folder ``logs``."""
     from .train import TrainConfig
 
-    files = sorted(Path(model_dir).glob("training_log_stage*.json")) + [Path(model_dir) / "training_log.json"]
+    files = sorted(Path(logs).glob("training_log_stage*.json")) + [Path(logs) / "training_log.json"]
     stages = [json.loads(f.read_text())["result"] for f in files]
     for stage in stages:  # configs from before an option existed ran with its default
         stage["config"] = {**vars(TrainConfig()), **stage["config"]}
@@ -59,6 +59,12 @@ def stage_line(number: int, stage: dict) -> str:
         options += "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k in _TEXT_OPTIONS)
     if cfg.get("focus_weight"):
         options += "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k in ("focus_types", "focus_layer", "focus_head"))
+    for key in ("teacher", "distill_weight", "distill_temperature", "init_vision", "freeze_vision", "save_dtype"):
+        if cfg.get(key) and (key != "save_dtype" or cfg[key] != "float32"):
+            options += f" --{key.replace('_', '-')} {cfg[key]}"
+    options += "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k in ("text_layers", "text_hidden", "text_heads",
+                                                                        "text_kv_heads", "text_mlp")
+                       if k in cfg and cfg[k] != getattr(_defaults(), k))
     init = " --init DIR_OF_STAGE_" + str(number - 1) if cfg.get("init") else ""
     start = "from the weights of stage " + str(number - 1) if cfg.get("init") else "from scratch"
     return (f"- Stage {number} ({start}): {cfg['steps']:,} steps of batch {cfg['batch_size']}, "
@@ -67,10 +73,18 @@ def stage_line(number: int, stage: dict) -> str:
             f"{options}`")
 
 
+def _defaults():  # noqa: ANN202 - the trainer's TrainConfig
+    from .train import TrainConfig
+
+    return TrainConfig()
+
+
 def write_card(model_dir: Path, test: dict, val: dict, pruned: dict[str, dict] | None = None,
-               notes: str = "") -> str:
+               notes: str = "", logs: Path | None = None, fresh: dict | None = None) -> str:
+    """Write ``model_dir/README.md`` from the training logs (``logs``, default ``model_dir``) and the
+    evaluations; returns the text."""
     model_dir = Path(model_dir)
-    stages = training_stages(model_dir)
+    stages = training_stages(logs or model_dir)
     result = stages[-1]
     cfg = result["config"]
     total_steps = sum(st["config"]["steps"] for st in stages)
@@ -90,10 +104,19 @@ def write_card(model_dir: Path, test: dict, val: dict, pruned: dict[str, dict] |
                       "the attention mass that one head of the language model (`--focus-layer`, `--focus-head`) "
                       "puts on that object's visual tokens (known from the generator), so the model learns to look the "
                       "object up; the saved model is the plain LLaVA-OV class and answers without any of it")
+    if any(st["config"].get("distill_weight") and st["config"].get("teacher") for st in stages):
+        extras.append("in the stages with `--teacher`, a distillation loss (`--distill-weight` x the KL divergence "
+                      "from the teacher's answer distribution at temperature `--distill-temperature`, scaled by T^2) "
+                      "pulls the answers towards those of the teacher model; `--init-vision` copies the teacher's "
+                      "vision tower and projector and `--freeze-vision 1` keeps them fixed")
     extra = "".join(f"\n- {e[0].upper()}{e[1:]}." for e in extras)
     config = json.loads((model_dir / "config.json").read_text())
     size_mb = (model_dir / "model.safetensors").stat().st_size / 2**20
-    rows = {"val (270 items)": val["accuracy"], "test (450 items)": test["accuracy"]}
+    rows = {f"val ({val.get('n', 270)} items)": val["accuracy"], f"test ({test.get('n', 450)} items)": test["accuracy"]}
+    if fresh is not None:  # a split generated with a seed the suite does not use, held out from training and tuning
+        rows[f"fresh ({fresh.get('n', 450)} items)"] = fresh["accuracy"]
+    dtype = "fp16" if cfg.get("save_dtype") == "float16" else "bf16" if cfg.get("save_dtype") == "bfloat16" else "fp32"
+    loads = "" if dtype == "fp32" else " (they load exactly into fp32, the dtype `load_tiny` runs in)"
     pruned_rows = {"unpruned": test["accuracy"], **{k: v["accuracy"] for k, v in (pruned or {}).items()}}
     text = f"""# prunekit tiny video LLM
 
@@ -112,7 +135,7 @@ seconds. It knows nothing outside the suite.
   vocabulary {config['text_config']['vocab_size']}.
 - Tokenizer: `tokenizers` WordLevel (the suite's words) in `PreTrainedTokenizerFast`; processor
   `LlavaOnevisionProcessor` (resize to 64x64, rescale, normalise with mean = std = 0.5).
-- Weights: fp32 safetensors, {size_mb:.1f} MB. Everything loads with `from_pretrained(dir)`, offline.
+- Weights: {dtype} safetensors, {size_mb:.1f} MB{loads}. Everything loads with `from_pretrained(dir)`, offline.
 
 ## Use
 ```python
@@ -144,7 +167,7 @@ greedy generation.
 - Hardware: {result['device']}; torch {result['torch']}, transformers {result['transformers']}.
 - Final training loss {result['final_loss']:.3f} (answer {result['final_lm_loss']:.3f}, auxiliary
   {result['final_aux_loss']:.3f}). Curve of the last stage: `loss.png`; logs (source tree, not the wheel):
-  `benchmarks/results/tiny-model-training/`.
+  `{(logs or "benchmarks/results/tiny-model-training")}`.
 - Training replaces the bilinear 2x2 pooling by the identical 2x2 average (torch's CUDA bilinear
   kernel took 103 ms of a 145 ms step); the saved model is the unchanged LLaVA-OV class.
 
@@ -175,11 +198,14 @@ def main(argv=None) -> None:
     p.add_argument("--val", type=Path, required=True)
     p.add_argument("--pruned", type=Path, nargs="*", default=[])
     p.add_argument("--notes", type=Path, default=None, help="markdown bullet lines for the Limits section")
+    p.add_argument("--logs", type=Path, default=None, help="folder of the training logs (default: --model-dir)")
+    p.add_argument("--fresh", type=Path, default=None, help="evaluation on the held-out 'fresh' split")
     args = p.parse_args(argv)
     load = lambda path: json.loads(path.read_text())  # noqa: E731
     pruned = {path.stem: load(path) for path in args.pruned}
     notes = args.notes.read_text().strip() if args.notes else ""
-    write_card(args.model_dir, load(args.test), load(args.val), pruned, notes)
+    write_card(args.model_dir, load(args.test), load(args.val), pruned, notes, args.logs,
+               load(args.fresh) if args.fresh else None)
 
 
 if __name__ == "__main__":
