@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from prunekit import Budget, Pipeline, PipelineConfig, VideoLayout, presets
+from prunekit.pipeline import Simulation
 from prunekit.strategies.divprune import MaxMinDiversitySelector
 from prunekit.strategies.fastv import TopRelevanceSelector
 from prunekit.strategies.hieravid.selector import ConditionalDPPSelector
@@ -149,6 +150,20 @@ def holitom(case: dict) -> list[int]:
     return sim.kept[-1].tolist()
 
 
+def prunevid_sim(case: dict) -> Simulation:
+    """The PruneVid preset at the reference's counts before the LLM and at layer 10 (PruneVid's are
+    data-dependent), one fixed attention row."""
+    data = presets.get("prunevid").to_dict()
+    entering, final = len(case["stage_keep"]["0"]), len(case["keep"])
+    data["scheduler"]["keep_fractions"] = [entering / N, (final + 0.5) / N]  # in-LLM stages floor
+    return Pipeline(PipelineConfig.parse(data)).simulate(V.video(case["video"]), layout(), 28,
+                                                         attention=V.attention(case["video"]))
+
+
+def prunevid(case: dict) -> list[int]:
+    return prunevid_sim(case).kept[-1].tolist()
+
+
 PRUNEKIT: dict[str, Callable[[dict], list[int]]] = {
     "fastv": top_relevance,
     "pdrop": top_relevance,
@@ -162,6 +177,7 @@ PRUNEKIT: dict[str, Callable[[dict], list[int]]] = {
     "fastvid": fastvid,
     "hieravid_selection": hieravid_selection,
     "holitom": holitom,
+    "prunevid": prunevid,
 }
 
 TOLERANCE: dict[str, Tolerance] = {
@@ -191,6 +207,11 @@ TOLERANCE: dict[str, Tolerance] = {
                          "rescaled ratio), prunekit apportions the exact total over the same groups; and where a "
                          "static group keeps 1 or 2 centres (k = min(7, centres) <= 2) density ties are broken by "
                          "the reference's random noise (tested below)"),
+    "prunevid": Tolerance(21 / 24, 0.98, "before the LLM identical everywhere; at layer 10 PruneVid ranks a "
+                          "window's static tokens as a group of their own (int(0.4 n) of them) and each frame's "
+                          "dynamic tokens apart, prunekit's per-frame selector counts static tokens in their "
+                          "window's first frame and apportions the total over frames (only random1 has both kinds; "
+                          "tested below)"),
     "dycoke": Tolerance(0.0, 0.73, "the reference's loop range(0, F - 4, 4) skips the 2 -> 0 comparison in the "
                         "last window, so it keeps frame 6 of 8 whole; prunekit treats every window alike; on the "
                         "exact-copy video all similarities tie (tested below: identical on every other frame)"),
@@ -342,3 +363,22 @@ def test_holitom_differs_only_in_group_counts_or_density_ties() -> None:
             ours, theirs = mine & ids, ref & ids
             if len(ours) == len(theirs) and (kind == "dynamic" or len(ours) > 2):
                 assert ours == theirs, (case["video"], case["ratio"], case["tau"], kind, sorted(ids))
+
+
+def test_prunevid_differs_only_where_layer_10_ranks_static_tokens_apart() -> None:
+    """Identical tokens entering the LLM in every case, and identical layer-10 picks unless a
+    window holds both static and dynamic tokens; there, in every frame without static tokens both
+    sides keep that frame's most attended survivors (one set contains the other)."""
+    for case in load("prunevid")["cases"]:
+        sim = prunevid_sim(case)
+        assert sim.kept[0].tolist() == case["stage_keep"]["0"], (case["video"], case["ratio"])
+        mine, ref = sim.kept[-1].tolist(), case["keep"]
+        mixed = any(s and d for s, d in zip(case["static_sizes"], case["dynamic_sizes"]))
+        if not mixed:
+            assert mine == ref, (case["video"], case["ratio"])
+            continue
+        firsts = [sum(case["window_sizes"][:w]) for w, s in enumerate(case["static_sizes"]) if s]
+        for f in set(range(V.FRAMES)) - set(firsts):
+            ours = {i for i in mine if i // V.PER_FRAME == f}
+            theirs = {i for i in ref if i // V.PER_FRAME == f}
+            assert ours <= theirs or theirs <= ours, (case["video"], case["ratio"], f)
