@@ -92,8 +92,8 @@ class HoliTomMerger(TokenMerger):
        group and each frame's dynamic tokens in proportion to their sizes (HoliTom rescales its
        ratio by the same rule, then rounds per frame; prunekit apportions, so the count is exact);
     3. dynamic tokens: the most relevant of each frame are kept (HoliTom's default D = 0);
-    4. static tokens: DPC-KNN (k = ``knn``) centres are kept and every other static unit is
-       merged into its nearest centre.
+    4. static tokens: DPC-KNN centres are kept and every other static unit is merged into its
+       nearest centre; like HoliTom, the density uses k = min(``knn``, centres kept).
 
     If the static merge alone would remove more tokens than the stage allows, only the most
     similar static positions are merged. Adaptations: relevance is layer-0 last-query attention
@@ -121,7 +121,8 @@ class HoliTomMerger(TokenMerger):
         plan = MergePlan()
         for seg, quota in zip(units, quotas([len(u) for u in units], keep), strict=True):
             shares = quotas([len(g) for g in seg.groups], quota, at_least_one=False)
-            cluster_group(seg.static, shares[0], self.config.knn, plan)
+            # HoliTom's merge_tokens_by_density: k = min(K, cluster_num), not min(K, tokens)
+            cluster_group(seg.static, shares[0], min(self.config.knn, shares[0]), plan)
             for group, share in zip(seg.dynamic, shares[1:], strict=True):
                 plan.add(group, top_indices(scores_or_spread(relevance, group.rep), share))
         return plan.result()
