@@ -73,6 +73,12 @@ def stage_line(number: int, stage: dict) -> str:
             f"{options}`")
 
 
+def _items(evaluation: dict) -> int:
+    """Items an evaluation scored (``n`` is a per-type count in `evaluate`'s JSON)."""
+    n = evaluation.get("n", 0)
+    return n["overall"] if isinstance(n, dict) else n
+
+
 def _defaults():  # noqa: ANN202 - the trainer's TrainConfig
     from .train import TrainConfig
 
@@ -112,9 +118,9 @@ def write_card(model_dir: Path, test: dict, val: dict, pruned: dict[str, dict] |
     extra = "".join(f"\n- {e[0].upper()}{e[1:]}." for e in extras)
     config = json.loads((model_dir / "config.json").read_text())
     size_mb = (model_dir / "model.safetensors").stat().st_size / 2**20
-    rows = {f"val ({val.get('n', 270)} items)": val["accuracy"], f"test ({test.get('n', 450)} items)": test["accuracy"]}
+    rows = {f"val ({_items(val)} items)": val["accuracy"], f"test ({_items(test)} items)": test["accuracy"]}
     if fresh is not None:  # a split generated with a seed the suite does not use, held out from training and tuning
-        rows[f"fresh ({fresh.get('n', 450)} items)"] = fresh["accuracy"]
+        rows[f"fresh ({_items(fresh)} items)"] = fresh["accuracy"]
     dtype = "fp16" if cfg.get("save_dtype") == "float16" else "bf16" if cfg.get("save_dtype") == "bfloat16" else "fp32"
     loads = "" if dtype == "fp32" else " (they load exactly into fp32, the dtype `load_tiny` runs in)"
     pruned_rows = {"unpruned": test["accuracy"], **{k: v["accuracy"] for k, v in (pruned or {}).items()}}
