@@ -118,3 +118,26 @@ def test_processor_video_prunes_exactly_and_equals_reference(family: str, clip: 
     assert tokens[0].tolist() == reference.tokens
     assert (logits[0] - torch.stack(reference.logits)).abs().max().item() <= 1e-5
     assert not torch.equal(logits, ref_logits)
+
+
+def test_odd_frame_count_is_padded_by_the_processor_and_prunes_exactly(clip: Path) -> None:
+    """7 frames with temporal patch 2: transformers' video processor repeats the last frame (4 temporal patches,
+    4 timestamped blocks), so no error is due and prunekit meets the budget on the padded video."""
+    model = build_model("qwen3_vl")
+    inputs = processed(model, clip, 7)
+    config = model.config
+    assert inputs["video_grid_thw"][0, 0].item() == 4
+    assert int((inputs["input_ids"] == config.vision_start_token_id).sum()) == 4
+    with prunekit.apply(model, "hieravid-30") as handle, torch.no_grad():
+        model.generate(**inputs, max_new_tokens=2, do_sample=False)
+        sample = handle.stats().samples[0]
+    assert sample.n_visual == 4 * (HEIGHT // 32) * (WIDTH // 32)
+    assert abs(sample.layer_average_retention - 0.30) <= 1 / sample.n_visual
+
+
+def test_single_frame_video_is_refused_by_the_processor(clip: Path) -> None:
+    """A video shorter than one temporal patch fails in transformers' processor, before prunekit is involved,
+    with an error naming the frame count and the temporal patch size."""
+    model = build_model("qwen3_vl")
+    with pytest.raises(ValueError, match="t:1 must be larger than temporal_factor:2"):
+        processed(model, clip, 1)
