@@ -44,7 +44,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and out.strip() == f"prunekit {__version__}"
     code, out, _ = run(capsys, "--help")
     assert code == 0
-    for command in ("strategies", "presets", "plugins", "schema", "validate", "flops"):
+    for command in ("strategies", "adapters", "presets", "plugins", "schema", "validate", "flops"):
         assert command in out
 
 
@@ -87,6 +87,21 @@ def test_strategies_filters_by_kind(capsys: pytest.CaptureFixture[str]) -> None:
 def test_strategies_rejects_an_unknown_kind(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "strategies", "--kind", "selector")
     assert code == 2 and "invalid choice: 'selector'" in err and "frame_selector" in err
+
+
+def test_adapters_lists_every_adapter_with_its_model_classes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "adapters")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "MODEL", "CLASSES", "SOURCE"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    for entry in get_registry().entries("adapter"):
+        assert entry.name in rows and rows[entry.name].endswith(entry.source)
+        for cls in entry.obj.model_classes:
+            assert cls in rows[entry.name], (entry.name, cls)
+    for cls in ("Qwen3VLForConditionalGeneration", "Qwen3VLMoeForConditionalGeneration",
+                "Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration"):
+        assert any(cls in line for line in lines[1:]), cls
 
 
 def test_presets_lists_name_description_and_citation(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""Every preset runs on all four adapters through prunekit.apply, with batch > 1, and meets its budget."""
+"""Every preset runs on every adapter family through prunekit.apply, with batch > 1, and meets its budget."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import prunekit
 from prunekit.adapters.random_models import batch_inputs, build_model, video_inputs
 from prunekit.errors import UnsupportedModelError
 
-FAMILIES = ["llava_onevision", "llava_video", "qwen2_vl", "qwen2_5_vl"]
+FAMILIES = ["llava_onevision", "llava_video", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5",
+            "qwen3_5_moe"]
 
 
 @pytest.fixture(scope="module", params=FAMILIES)

@@ -1,6 +1,6 @@
 """Catalog subcommands: what is registered, what a config means, what a preset costs.
 
-``prunekit strategies | presets | plugins | schema | validate FILE | flops ...``. None of them
+``prunekit strategies | adapters | presets | plugins | schema | validate FILE | flops ...``. None of them
 touches the network or loads a model.
 """
 
@@ -26,6 +26,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("strategies", help="list registered stages with their source distribution")
     p.add_argument("--kind", choices=KINDS, help="only this kind (default: every stage kind)")
     p.set_defaults(func=cmd_strategies)
+
+    p = subparsers.add_parser("adapters", help="list model adapters, the model classes each recognises, "
+                              "and their source distribution")
+    p.set_defaults(func=cmd_adapters)
 
     p = subparsers.add_parser("presets", help="list named pipelines with description and citation")
     p.set_defaults(func=cmd_presets)
@@ -66,6 +70,16 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     kinds = (args.kind,) if args.kind else STAGE_KINDS
     rows = [(e.kind, e.name, e.source, _describe(e)) for kind in kinds for e in get_registry().entries(kind)]
     print(_table(("KIND", "NAME", "SOURCE", "DESCRIPTION"), rows))
+    return 0
+
+
+def cmd_adapters(args: argparse.Namespace) -> int:
+    """Table of adapters: name, the model classes it recognises by name, source distribution."""
+    from prunekit.plugins import get_registry
+
+    rows = [(e.name, ", ".join(getattr(e.obj, "model_classes", ())) or "-", e.source)
+            for e in get_registry().entries("adapter")]
+    print(_table(("NAME", "MODEL CLASSES", "SOURCE"), rows))
     return 0
 
 
