@@ -104,3 +104,16 @@ def test_help_and_version_do_not_import_torch(argv: list[str]) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_bench_accuracy_checks_names_and_pinned_budgets_but_leaves_unreachable_budgets_to_the_harness() -> None:
+    """PDrop cannot reach 10% at any depth (its first stage is at L/4): the harness records that cell as
+    skipped; an unknown name or a pinned budget outside (0, 1] fails before a model loads."""
+    from prunekit.cli.bench import _check_strategies
+    from prunekit.errors import PrunekitError
+
+    _check_strategies(["pdrop", "fastv@0.3", "hieravid"], [0.1], "layer_average")
+    with pytest.raises(PrunekitError, match="unknown preset 'nope'"):
+        _check_strategies(["nope"], [0.3], "layer_average")
+    with pytest.raises(PrunekitError, match="after '@'"):
+        _check_strategies(["fastv@2"], [0.3], "layer_average")

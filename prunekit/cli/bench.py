@@ -183,14 +183,28 @@ def _budgets(text: str) -> list[float]:
 
 
 def _check_strategies(strategies: list[str], budgets: list[float], mode: str) -> None:
-    """Every strategy resolves (preset, ``hieravid`` or config file) at every budget, before a model loads."""
+    """Every strategy resolves (preset, ``hieravid``, config file, each optionally ``@budget``) at every budget,
+    before a model loads. A budget its schedule cannot reach is not an error here: the harness plans at the
+    model's depth and records such a cell as skipped."""
+    from prunekit.errors import BudgetError
+
     if not strategies:
         raise PrunekitError("--strategies is empty; name presets ('prunekit presets') or config files.")
-    for name in strategies:
+    for raw in strategies:
+        name, _, pinned = raw.partition("@")
         if name == "hieravid":
             continue  # the paper preset per budget, resolved by the harness
-        for budget in budgets:
-            check_pipeline(name, budget, mode)
+        try:
+            cell_budgets = [float(pinned)] if pinned else budgets
+        except ValueError:
+            cell_budgets = [-1.0]
+        if any(not 0 < b <= 1 for b in cell_budgets):
+            raise PrunekitError(f"--strategies {raw!r}: the budget after '@' must be a number in (0, 1].")
+        for budget in cell_budgets:
+            try:
+                check_pipeline(name, budget, mode)
+            except BudgetError:
+                continue
 
 
 def _tiny_frames() -> int:
