@@ -71,7 +71,7 @@ def test_sync_report_says_it_needs_a_gpu(capsys) -> None:  # noqa: ANN001
 def test_hostprofile_names_prunekit_functions_and_compares_decode_steps(capsys) -> None:  # noqa: ANN001
     from prunekit.benchmarks.efficiency import hostprofile
 
-    assert hostprofile.main(["--model-shape", "tiny", "--prefills", "1", "--decode-steps", "2", "--rows", "12"]) == 0
+    assert hostprofile.main(["--model-shape", "tiny", "--prefills", "1", "--decode-steps", "2", "--rows", "40"]) == 0
     text = capsys.readouterr().out
     assert "collections per generate(1)" in text
     assert "runtime/session.py" in text and "(_prefill)" in text  # prunekit's own code, by function
