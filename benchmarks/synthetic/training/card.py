@@ -126,7 +126,7 @@ def write_card(model_dir: Path, test: dict, val: dict, pruned: dict[str, dict] |
     pruned_rows = {"unpruned": test["accuracy"], **{k: v["accuracy"] for k, v in (pruned or {}).items()}}
     text = f"""# prunekit tiny video LLM
 
-A {result['parameters'] / 1e6:.2f}M-parameter `LlavaOnevisionForConditionalGeneration` trained from scratch on
+A {result['parameters'] / 1e6:.2f}M-parameter `LlavaOnevisionForConditionalGeneration` trained on
 prunekit's synthetic video-QA suite (`benchmarks/synthetic`). It exists so that tests, `prunekit bench`
 and the docs can show what visual-token pruning does to a *trained* video LLM, offline, on a CPU, in
 seconds. It knows nothing outside the suite.
