@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from prunekit.adapters._random_init import instantiate
+
 _TRANSFORMERS_MAJOR = int(__import__("transformers").__version__.split(".")[0])
 FAMILIES = ("llava_onevision", "llava_video", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5",
             "qwen3_5_moe")
@@ -105,13 +107,7 @@ def build_model(family: str, shape: str = "tiny", attn: str = "sdpa", seed: int 
             cls = Qwen2_5_VLForConditionalGeneration
     else:
         raise ValueError(f"unknown family {family!r}; choose from {FAMILIES}.")
-    config._attn_implementation = attn
-    for sub in ("text_config", "vision_config"):
-        getattr(config, sub)._attn_implementation = attn
-    model = cls(config).eval()
-    model.generation_config.eos_token_id = None
-    model.generation_config.pad_token_id = 0
-    return model
+    return instantiate(cls, config, attn)
 
 
 def video_inputs(model: nn.Module, num_frames: int, prompt_before: int = 3, prompt_after: int = 5,

@@ -74,14 +74,9 @@ def build_qwen3_model(family: str, shape: str = "tiny", attn: str = "sdpa", seed
         ids = {}
     if num_layers is not None:
         text["num_hidden_layers"] = num_layers
-    config = config_cls(text_config=text, vision_config=vision, **ids)
-    config._attn_implementation = attn
-    for sub in ("text_config", "vision_config"):
-        getattr(config, sub)._attn_implementation = attn
-    model = model_cls(config).eval()
-    model.generation_config.eos_token_id = None
-    model.generation_config.pad_token_id = 0
-    return model
+    from prunekit.adapters._random_init import instantiate
+
+    return instantiate(model_cls, config_cls(text_config=text, vision_config=vision, **ids), attn)
 
 
 def qwen3_video_kwargs(model: nn.Module, num_frames: int, prompt_before: int, prompt_after: int,

@@ -13,15 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from prunekit.cli.checks import (
-    add_loading_args,
-    check_model_name,
-    check_pipeline,
-    load_pretrained,
-    positive_int,
-    resolve_device,
-    split_options,
-)
+from prunekit.cli import checks
 from prunekit.errors import PrunekitError
 
 
@@ -45,7 +37,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--video", help="video file (default: a generated clip of the synthetic suite)")
     p.add_argument("--question", help="question about the video")
     p.add_argument("--options", help="multiple-choice options separated by '|' (tiny model prompts)")
-    p.add_argument("--frames", type=positive_int, default=None,
+    p.add_argument("--frames", type=checks.positive_int, default=None,
                    help="frames sampled uniformly (default: 16 tiny, 32 real)")
     p.add_argument("--prompt", choices=("auto", "tiny", "chat"), default="auto",
                    help="prompt format with --model (auto: the model's chat template; tiny: prunekit's tiny "
@@ -55,11 +47,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=float, default=None, help="retention in (0, 1]; overrides the preset's")
     p.add_argument("--mode", choices=("layer_average", "input"), default="layer_average",
                    help="how --budget is measured")
-    p.add_argument("--max-new-tokens", type=positive_int, default=16)
+    p.add_argument("--max-new-tokens", type=checks.positive_int, default=16)
     p.add_argument("--compare", action="store_true", help="also run the unpruned model and show both")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--adapter", default="auto", help="adapter name (default: recognise the model)")
-    add_loading_args(p)
+    checks.add_loading_args(p)
     p.set_defaults(func=run_command)
 
 
@@ -68,13 +60,13 @@ def run_command(args: argparse.Namespace) -> int:
     import prunekit
     from prunekit import Budget
 
-    device = resolve_device(args.device)  # everything that can be checked is, before a model loads
-    check_pipeline(args.preset, args.budget, args.mode)
-    split_options(args.options)
+    device = checks.resolve_device(args.device)  # everything that can be checked is, before a model loads
+    checks.check_pipeline(args.preset, args.budget, args.mode)
+    checks.split_options(args.options)
     if args.model is not None:
         if args.video is None or args.question is None:
             raise PrunekitError("with --model, also pass --video FILE and --question TEXT.")
-        check_model_name(args.model)
+        checks.check_model_name(args.model)
     if args.video is not None and not Path(args.video).is_file():
         raise PrunekitError(f"--video {args.video!r}: no such file.")
     model, processor, prompt, frames = _prepare(args, device)
@@ -96,7 +88,7 @@ def _prepare(args: argparse.Namespace, device: str):  # noqa: ANN202 - (model, p
         model, processor = load_tiny(device)
         frames_n = args.frames or TINY_NUM_FRAMES
         path, question, options, args.correct = _demo_clip(args)
-        options = options if args.question is None else split_options(args.options)
+        options = options if args.question is None else checks.split_options(args.options)
         prompt = build_prompt(question, options)
     else:
         from prunekit.tiny import build_prompt
@@ -106,13 +98,13 @@ def _prepare(args: argparse.Namespace, device: str):  # noqa: ANN202 - (model, p
                 raise PrunekitError(f"{args.model!r} has no chat template; pass --prompt tiny (prunekit's tiny-model "
                                     "prompt) or add a chat_template.jinja to the checkpoint folder.")
 
-        model, processor = load_pretrained(args.model, device, allow_pickle=args.allow_pickle,
+        model, processor = checks.load_pretrained(args.model, device, allow_pickle=args.allow_pickle,
                                            check_processor=check_prompt)
         frames_n = args.frames or 32
         path, question = args.video, args.question
         style = "tiny" if args.prompt == "tiny" else "chat"
         prompt = (_chat_prompt(processor, question) if style == "chat"
-                  else build_prompt(question, split_options(args.options)))
+                  else build_prompt(question, checks.split_options(args.options)))
     frames = video.load(path, frames_n)
     if args.video is None and args.model is None:  # the generated demo clip is not kept
         shutil.rmtree(Path(path).parent, ignore_errors=True)

@@ -18,12 +18,11 @@ Importing this module never fails: without Triton (CPU-only installs, CI) `avail
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 
 import torch
 
-from prunekit.ops.dpp_triton import HAS_TRITON, triton
+from prunekit.ops.dpp_triton import HAS_TRITON, backend_available, triton
 
 if HAS_TRITON:  # pragma: no cover - depends on the installation
     import triton.language as tl
@@ -34,21 +33,13 @@ MAX_ITEMS = 32768  # items per row held in one program's registers (1024 threads
 _DISABLED: list[str] = []
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def available(tensor: torch.Tensor | None = None) -> bool:
     """Whether the Triton path can run (on ``tensor``'s device, if given).
 
     ``PRUNEKIT_DIVERSITY_BACKEND=torch`` disables it; ``TRITON_INTERPRET=1`` (Triton's CPU interpreter,
     used by the tests) enables it for CPU tensors. A failure to compile or launch disables it.
     """
-    if not HAS_TRITON or _DISABLED or os.environ.get("PRUNEKIT_DIVERSITY_BACKEND", "auto") == "torch":
-        return False
-    if tensor is None:
-        return torch.cuda.is_available() or _interpreting()
-    return tensor.is_cuda or (_interpreting() and tensor.device.type == "cpu")
+    return backend_available(tensor, "PRUNEKIT_DIVERSITY_BACKEND", _DISABLED)
 
 
 def disable(reason: str) -> None:

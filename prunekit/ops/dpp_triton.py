@@ -106,7 +106,14 @@ def available(tensor: torch.Tensor | None = None) -> bool:
     ``PRUNEKIT_DPP_BACKEND=torch`` disables it; ``TRITON_INTERPRET=1`` (Triton's CPU interpreter,
     used by the tests) enables it for CPU tensors. A failure to compile or launch disables it.
     """
-    if not HAS_TRITON or _DISABLED or os.environ.get("PRUNEKIT_DPP_BACKEND", "auto") == "torch":
+    return backend_available(tensor, "PRUNEKIT_DPP_BACKEND", _DISABLED)
+
+
+def backend_available(tensor: torch.Tensor | None, backend_env: str, disabled: list[str]) -> bool:
+    """Whether a Triton kernel can run on ``tensor``'s device (any device, for None): Triton is installed,
+    neither a failure (``disabled``) nor ``backend_env=torch`` switched it off, and the tensor is on CUDA
+    (or on the CPU under ``TRITON_INTERPRET=1``)."""
+    if not HAS_TRITON or disabled or os.environ.get(backend_env, "auto") == "torch":
         return False
     if tensor is None:
         return torch.cuda.is_available() or _interpreting()
