@@ -19,13 +19,13 @@ from prunekit.errors import (
     UnsupportedModelError,
     VideoDecodeError,
 )
+from prunekit.flops import flops, flops_ratio  # eager: the functions, not the same-named submodule (no torch)
 from prunekit.hookspecs import hookimpl
 
 if TYPE_CHECKING:  # the same names, for type checkers and the API reference
     from prunekit import presets, tiny, video
     from prunekit.budget import Budget
     from prunekit.config import PipelineConfig
-    from prunekit.flops import flops, flops_ratio
     from prunekit.pipeline import Pipeline
     from prunekit.runtime import PruneHandle, apply, is_pruned
     from prunekit.types import MergeMap, Segments, Stage, VideoLayout
@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 _LAZY: dict[str, str] = {
-    "Budget": "prunekit.budget", "flops": "prunekit.flops", "flops_ratio": "prunekit.flops",
+    "Budget": "prunekit.budget",
     "PipelineConfig": "prunekit.config", "Pipeline": "prunekit.pipeline",
     "PruneHandle": "prunekit.runtime", "apply": "prunekit.runtime", "is_pruned": "prunekit.runtime",
     "MergeMap": "prunekit.types", "Segments": "prunekit.types", "Stage": "prunekit.types",
