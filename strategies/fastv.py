@@ -50,7 +50,8 @@ class TopRelevanceSelector(FrameSelector):
 
     class Config(StageConfig):
         name: Literal["top_relevance"] = "top_relevance"
-        per_frame: bool = False
+        per_frame: bool = Field(False,
+            description="split the count over the frames in proportion to their live tokens first (PruneVid)")
         attention_layer: Literal["stage", "previous"] = Field(
             "stage", description="attention that ranks the tokens at a stage at layer K: layer K's "
             "('stage', PDrop) or layer K-1's ('previous', FastV)")

@@ -42,8 +42,9 @@ class DySegSegmenter(Segmenter):
 
     class Config(StageConfig):
         name: Literal["dyseg"] = "dyseg"
-        c: int = Field(8, ge=1)
-        tau: float = Field(0.9, ge=-1.0, le=1.0)
+        c: int = Field(8, ge=1, description="at most c segments: cuts at the c - 1 lowest adjacent-frame similarities")
+        tau: float = Field(0.9, ge=-1.0, le=1.0,
+            description="also cut wherever adjacent frames are less similar than this")
 
     def segment(self, features: torch.Tensor, layout: VideoLayout) -> Segments:
         frames = features.float().mean(1)  # [F, D]
@@ -71,9 +72,10 @@ class FastVIDMerger(TokenMerger):
 
     class Config(StageConfig):
         name: Literal["fastvid"] = "fastvid"
-        d: float = Field(0.4, ge=0.0, le=1.0)
-        p: int = Field(4, ge=1)
-        knn: int = Field(4, ge=1)
+        d: float = Field(0.4, ge=0.0, le=1.0,
+            description="share of each frame's quota that goes to context tokens (the rest is salient)")
+        p: int = Field(4, ge=1, description="every p-th frame, counted back from the segment's end, is an anchor")
+        knn: int = Field(4, ge=1, description="neighbours k of the density-peak score of an anchor's tokens")
 
     needs_relevance = True
 

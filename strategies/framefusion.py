@@ -81,8 +81,10 @@ class CascadedSimilarityMerger(TokenMerger):
 
     class Config(StageConfig):
         name: Literal["cascaded_similarity"] = "cascaded_similarity"
-        similarity_lower_bound: float = Field(0.6, ge=-1.0, le=1.0)
-        ratio_lower_bound: float = Field(0.1, ge=0.0, le=1.0)
+        similarity_lower_bound: float = Field(0.6, ge=-1.0, le=1.0,
+            description="cosine to the previous live token at the same position from which a token merges")
+        ratio_lower_bound: float = Field(0.1, ge=0.0, le=1.0,
+            description="merge rounds stop after one that merged fewer than this share of the tokens")
 
     def plan_stages(self, features: torch.Tensor, segments: Segments, num_layers: int,
                     budget: Budget | None, min_keep: int = 1) -> list[Stage] | None:

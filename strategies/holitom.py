@@ -72,8 +72,9 @@ class StaticWindowSegmenter(Segmenter):
 
     class Config(StageConfig):
         name: Literal["static_windows"] = "static_windows"
-        tau: float = Field(0.8, ge=-1.0, le=1.0)
-        max_window: int = Field(1024, ge=1)
+        tau: float = Field(0.8, ge=-1.0, le=1.0,
+            description="same-position cosine a static position keeps throughout a window")
+        max_window: int = Field(1024, ge=1, description="longest window, in frames")
 
     def segment(self, features: torch.Tensor, layout: VideoLayout) -> Segments:
         counts = static_counts(same_position_similarity(features), self.config.tau)
@@ -104,8 +105,9 @@ class HoliTomMerger(TokenMerger):
 
     class Config(StageConfig):
         name: Literal["holitom"] = "holitom"
-        tau: float = Field(0.8, ge=-1.0, le=1.0)
-        knn: int = Field(7, ge=1)
+        tau: float = Field(0.8, ge=-1.0, le=1.0,
+            description="same-position cosine a static position keeps over the window")
+        knn: int = Field(7, ge=1, description="neighbours k of the DPC-KNN density (at most the centres kept)")
 
     needs_relevance = True
 

@@ -97,8 +97,9 @@ class DPCSegmenter(Segmenter):
 
     class Config(StageConfig):
         name: Literal["dpc_segments"] = "dpc_segments"
-        segment_ratio: float = Field(0.25, gt=0.0, le=1.0)
-        knn: int = Field(7, ge=1)
+        segment_ratio: float = Field(0.25, gt=0.0, le=1.0,
+            description="clusters per frame: int(F * segment_ratio) segments before refinement")
+        knn: int = Field(7, ge=1, description="neighbours k of the DPC-KNN density over the frames")
 
     def segment(self, features: torch.Tensor, layout: VideoLayout) -> Segments:
         num_frames = layout.num_frames
@@ -138,9 +139,10 @@ class PruneVidMerger(TokenMerger):
 
     class Config(StageConfig):
         name: Literal["prunevid"] = "prunevid"
-        tau: float = Field(0.8, ge=-1.0, le=1.0)
-        knn: int = Field(7, ge=1)
-        min_tokens: int = Field(14, ge=0)
+        tau: float = Field(0.8, ge=-1.0, le=1.0, description="mean pairwise cosine above which a position is static")
+        knn: int = Field(7, ge=1, description="neighbours k of the DPC-KNN density inside a group")
+        min_tokens: int = Field(14, ge=0,
+            description="groups of at most this many tokens are kept whole when the count allows")
 
     def merge(self, features: torch.Tensor, layout: VideoLayout, segments: Segments, keep: int,
               relevance: torch.Tensor | None = None) -> tuple[torch.Tensor, MergeMap]:

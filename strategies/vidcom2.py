@@ -64,7 +64,7 @@ class UniquenessAllocator(BudgetAllocator):
 
     class Config(StageConfig):
         name: Literal["uniqueness"] = "uniqueness"
-        temperature: float = Field(0.01, gt=0.0)
+        temperature: float = Field(0.01, gt=0.0, description="softmax temperature T of the frame uniqueness")
 
     def summarize(self, features: torch.Tensor, segments: Segments) -> torch.Tensor:
         """``[S, 1]`` uniqueness of each segment (mean over its frames), from the input embeddings."""

@@ -53,7 +53,8 @@ class VisionZipMerger(TokenMerger):
 
     class Config(StageConfig):
         name: Literal["visionzip"] = "visionzip"
-        dominant_ratio: float = Field(54 / 64, ge=0.0, le=1.0)
+        dominant_ratio: float = Field(54 / 64, ge=0.0, le=1.0,
+            description="share of each quota kept as dominant (most attended) tokens; the rest are contextual")
 
     needs_relevance = True
 

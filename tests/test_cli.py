@@ -61,10 +61,29 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 # -- strategies / presets / plugins / schema --------------------------------------------------
 
 
+def entries(out: str) -> list[str]:
+    """A listing's rows with their wrapped continuation lines (indented) joined back on."""
+    rows: list[str] = []
+    for line in out.splitlines():
+        if line.startswith(" ") and rows:
+            rows[-1] += " " + line.strip()
+        else:
+            rows.append(line)
+    return rows
+
+
+def test_listings_wrap_to_the_terminal_width(capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    for command in ("strategies", "presets"):
+        code, out, _ = run(capsys, command)
+        assert code == 0 and max(len(line) for line in out.splitlines()) <= 100, command
+
+
 def test_strategies_lists_every_stage_with_its_source(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "strategies")
     assert code == 0
-    lines = out.splitlines()
+    lines = entries(out)
     assert lines[0].split() == ["KIND", "NAME", "SOURCE", "DESCRIPTION"]
     rows = {tuple(line.split()[:3]) for line in lines[1:]}
     registry = get_registry()
@@ -79,9 +98,9 @@ def test_strategies_lists_every_stage_with_its_source(capsys: pytest.CaptureFixt
 def test_strategies_filters_by_kind(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "strategies", "--kind", "segmenter")
     assert code == 0
-    kinds = {line.split()[0] for line in out.splitlines()[1:]}
+    kinds = {line.split()[0] for line in entries(out)[1:]}
     assert kinds == {"segmenter"}
-    assert len(out.splitlines()) - 1 == len(get_registry().names("segmenter"))
+    assert len(entries(out)) - 1 == len(get_registry().names("segmenter"))
 
 
 def test_strategies_rejects_an_unknown_kind(capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,7 +126,7 @@ def test_adapters_lists_every_adapter_with_its_model_classes(capsys: pytest.Capt
 def test_presets_lists_name_description_and_citation(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "presets")
     assert code == 0
-    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    lines = {line.split()[0]: line for line in entries(out)[1:]}
     assert set(lines) == set(presets.list())
     hieravid = lines["hieravid-30"]
     assert presets.get("hieravid-30").description in hieravid  # the realized config's description

@@ -90,8 +90,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
     rows = []
     for name in presets.list():
         config = presets.get(name)
-        rows.append((name, _first_line(config.description), _first_line(config.citation) or "-"))
-    print(_table(("NAME", "DESCRIPTION", "CITATION"), rows))
+        citation = _first_line(config.citation)
+        rows.append((name, _first_line(config.description) + (f" [{citation}]" if citation else "")))
+    print(_table(("NAME", "DESCRIPTION [CITATION]"), rows))
     return 0
 
 
@@ -205,8 +206,18 @@ def _version(distribution: str) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by two spaces, no trailing blanks."""
+    """Left-aligned columns separated by two spaces, no trailing blanks; the last column wraps to the
+    terminal's width (continuation lines start under it)."""
+    import shutil
+    import textwrap
+
     widths = [max(len(str(row[i])) for row in (headers, *rows)) for i in range(len(headers))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in (headers, *rows)]
+    indent = sum(w + 2 for w in widths[:-1])
+    room = max(30, shutil.get_terminal_size((100, 24)).columns - indent)
+    lines = []
+    for row in (headers, *rows):
+        head = "".join(str(cell).ljust(width + 2) for cell, width in zip(row[:-1], widths[:-1], strict=True))
+        wrapped = textwrap.wrap(str(row[-1]), room) or [""]
+        lines.append((head + wrapped[0]).rstrip())
+        lines.extend(" " * indent + more for more in wrapped[1:])
     return "\n".join(lines)
