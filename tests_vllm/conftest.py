@@ -56,18 +56,15 @@ class Served:
 @pytest.fixture(scope="session")
 def serve(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """``serve(model, rate, strategy=None, builtin=False)`` -> `Served` (greedy, 3 tokens, top-5 logprobs)."""
-    from vllm import ModelRegistry, SamplingParams
+    from vllm import SamplingParams
 
-    import prunekit.integrations.vllm as plugin
 
     log = tmp_path_factory.mktemp("keep") / "keep.jsonl"
     os.environ["PRUNEKIT_VLLM_KEEP_LOG"] = str(log)
 
     def run(model: str, rate: float, strategy: object = None, builtin: bool = False) -> Served:
-        arch, path = BUILTIN[model]
-        ModelRegistry.register_model(arch, path if builtin else plugin.ARCHITECTURES[arch])
         log.write_text("")
-        llm = make_llm(checkpoints[model], rate, strategy)
+        llm = make_llm(checkpoints[model], rate, strategy, builtin=builtin, model=model)
         try:
             frames, meta = tiny_models.video()
             out = llm.generate({"prompt": tiny_models.PROMPTS[model], "multi_modal_data": {"video": (frames, meta)}},
@@ -81,9 +78,17 @@ def serve(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
     return run
 
 
-def make_llm(path: Path, rate: float, strategy: object = None):  # noqa: ANN201
-    """A one-process vLLM engine on ``path`` (float32, eager) with an optional prunekit strategy."""
-    from vllm import LLM
+def make_llm(path: Path, rate: float, strategy: object = None, builtin: bool = False,  # noqa: ANN201
+             model: str | None = None):
+    """A one-process vLLM engine on ``path`` (float32, eager) with an optional prunekit strategy; ``model``
+    (default: the folder's name) is served by vLLM's own class with ``builtin``, else by the plugin's
+    (registered again each time: an earlier builtin engine in this process may have replaced it)."""
+    from vllm import LLM, ModelRegistry
+
+    import prunekit.integrations.vllm as plugin
+
+    arch, builtin_path = BUILTIN[model or Path(path).name]
+    ModelRegistry.register_model(arch, builtin_path if builtin else plugin.ARCHITECTURES[arch])
 
     overrides = None if strategy is None else {"prunekit_strategy": strategy}
     return LLM(model=str(path), dtype="float32", enforce_eager=True, distributed_executor_backend="uni",
