@@ -84,11 +84,15 @@ def make_llm(path: Path, rate: float, strategy: object = None, builtin: bool = F
     (default: the folder's name) is served by vLLM's own class with ``builtin``, else by the plugin's
     (registered again each time: an earlier builtin engine in this process may have replaced it)."""
     from vllm import LLM, ModelRegistry
+    from vllm.model_executor.model_loader import utils as loader_utils
 
     import prunekit.integrations.vllm as plugin
 
     arch, builtin_path = BUILTIN[model or Path(path).name]
     ModelRegistry.register_model(arch, builtin_path if builtin else plugin.ARCHITECTURES[arch])
+    # vLLM caches the class it resolved per checkpoint for the life of the process; these tests switch
+    # between vLLM's class and the plugin's on the same checkpoint, so the choice is made afresh each time
+    loader_utils._MODEL_ARCH_BY_HASH.clear()
 
     overrides = None if strategy is None else {"prunekit_strategy": strategy}
     return LLM(model=str(path), dtype="float32", enforce_eager=True, distributed_executor_backend="uni",
