@@ -273,3 +273,10 @@ def test_bench_accuracy_on_the_bundled_tiny_model_and_synthetic_suite(tmp_path: 
     assert set(records) == {"unpruned", "hieravid", "random"} and records["unpruned"]["n_items"] == 18
     assert records["unpruned"]["accuracy"] > 0.25  # the trained model beats chance on its own suite
     assert abs(records["hieravid"]["layer_average_retention"] - 0.3) < 0.01
+
+
+def test_a_strategy_can_pin_its_budget(tiny_dir: Path, manifest: Path, tmp_path: Path) -> None:
+    """``name@0.25`` runs at 0.25 only, beside the strategies that take every ``--budgets`` value."""
+    records = _harness(tiny_dir, manifest, tmp_path).run(["random@0.25", "uniform"], [0.5])
+    assert [(r["strategy"], r["budget"]) for r in records] == [("unpruned", None), ("random", 0.25),
+                                                               ("uniform", 0.5)]

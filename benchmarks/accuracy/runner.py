@@ -28,7 +28,7 @@ import torch
 
 import prunekit
 from prunekit import Budget, PipelineConfig, presets
-from prunekit.benchmarks.strategy_spec import UNPRUNED, StrategySpec
+from prunekit.benchmarks.strategy_spec import UNPRUNED, StrategySpec, parse_strategies
 from prunekit.errors import BudgetError, PrunekitError
 
 from . import metrics
@@ -187,8 +187,8 @@ class AccuracyHarness:
 
     # -- public ------------------------------------------------------------------------------
     def cells(self, strategies: Sequence[str], budgets: Sequence[float]) -> list[StrategySpec]:
-        """The unpruned cell, then every strategy at every budget."""
-        return [StrategySpec(UNPRUNED)] + [StrategySpec(s, float(b)) for s in strategies for b in budgets]
+        """The unpruned cell, then every strategy at every budget (``name@0.3`` pins one budget)."""
+        return parse_strategies(strategies, budgets)
 
     def run(self, strategies: Sequence[str], budgets: Sequence[float],
             on_error: Callable[[StrategySpec, Exception], None] | None = None) -> list[dict]:
