@@ -7,9 +7,7 @@ re-runs them through both backends, compares the kept indices and times each (CU
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -18,7 +16,7 @@ from prunekit.ops import diversity_triton
 from prunekit.ops.diversity import max_min_diversity
 from prunekit.ops.similarity import cosine_matrix
 
-from .probes import median_ms
+from .probes import environment_variable, median_ms, recording_calls
 
 SELECTOR = "MaxMinDiversitySelector"
 
@@ -28,36 +26,15 @@ def applies(handle: Any) -> bool:
     return type(handle.pipeline.selector).__name__ == SELECTOR
 
 
-@contextmanager
-def backend(name: str) -> Iterator[None]:
+def backend(name: str) -> AbstractContextManager[None]:
     """Force the max-min diversity backend (``"torch"`` or ``"auto"``) inside the block."""
-    old = os.environ.get("PRUNEKIT_DIVERSITY_BACKEND")
-    os.environ["PRUNEKIT_DIVERSITY_BACKEND"] = name
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("PRUNEKIT_DIVERSITY_BACKEND", None)
-        else:
-            os.environ["PRUNEKIT_DIVERSITY_BACKEND"] = old
+    return environment_variable("PRUNEKIT_DIVERSITY_BACKEND", name)
 
 
-@contextmanager
-def capture_select_calls(handle: Any) -> Iterator[list[tuple[torch.Tensor, int]]]:
+def capture_select_calls(handle: Any) -> AbstractContextManager[list[tuple[torch.Tensor, int]]]:
     """Record ``(features, keep)`` of every ``select`` call of ``handle``'s selector."""
-    selector = handle.pipeline.selector
-    calls: list[tuple[torch.Tensor, int]] = []
-    original = selector.select
-
-    def recording(features: torch.Tensor, keep: int, context: Any) -> torch.Tensor:
-        calls.append((features.detach().clone(), int(keep)))
-        return original(features, keep, context)
-
-    selector.select = recording
-    try:
-        yield calls
-    finally:
-        del selector.select
+    return recording_calls(handle.pipeline.selector, "select",
+                           lambda features, keep, context: (features.detach().clone(), int(keep)))
 
 
 def compare(calls: list[tuple[torch.Tensor, int]], cuda: bool, repeats: int = 5) -> list[dict[str, Any]]:

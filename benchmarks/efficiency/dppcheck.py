@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -19,39 +17,18 @@ import torch
 from prunekit.ops import dpp as dpp_ops
 from prunekit.ops import dpp_triton
 
-from .probes import median_ms
+from .probes import environment_variable, median_ms, recording_calls
 
 
-@contextmanager
-def backend(name: str) -> Iterator[None]:
+def backend(name: str) -> AbstractContextManager[None]:
     """Force the DPP backend (``"torch"`` or ``"auto"``) inside the block."""
-    old = os.environ.get("PRUNEKIT_DPP_BACKEND")
-    os.environ["PRUNEKIT_DPP_BACKEND"] = name
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("PRUNEKIT_DPP_BACKEND", None)
-        else:
-            os.environ["PRUNEKIT_DPP_BACKEND"] = old
+    return environment_variable("PRUNEKIT_DPP_BACKEND", name)
 
 
-@contextmanager
-def capture_selector_calls(handle: Any) -> Iterator[list[tuple]]:
+def capture_selector_calls(handle: Any) -> AbstractContextManager[list[tuple]]:
     """Record ``(features, keeps, contexts)`` of every ``select_segments`` call of ``handle``'s selector."""
-    selector = handle.pipeline.selector
-    calls: list[tuple] = []
-    original = selector.select_segments
-
-    def recording(features: list, keeps: list, contexts: list) -> list:
-        calls.append(([f.detach().clone() for f in features], list(keeps), list(contexts)))
-        return original(features, keeps, contexts)
-
-    selector.select_segments = recording
-    try:
-        yield calls
-    finally:
-        del selector.select_segments
+    return recording_calls(handle.pipeline.selector, "select_segments", lambda features, keeps, contexts: (
+        [f.detach().clone() for f in features], list(keeps), list(contexts)))
 
 
 def compare_captured(handle: Any, calls: list[tuple]) -> list[dict]:

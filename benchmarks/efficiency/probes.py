@@ -7,6 +7,7 @@ after the forward has finished, so the measured run keeps its natural CPU/GPU ov
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections import defaultdict
@@ -227,3 +228,35 @@ def merged_snapshot(timer: EventTimer) -> tuple[dict[str, float], dict[str, floa
     gpu = {name: sum(a.until(b) for a, b in items) for name, items in spans.items()}
     host = {name: sum(a.host_until(b) for a, b in items) for name, items in spans.items()}
     return gpu, host
+
+
+@contextmanager
+def environment_variable(name: str, value: str) -> Iterator[None]:
+    """Set environment variable ``name`` to ``value`` inside the block (restored, or removed, after)."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+@contextmanager
+def recording_calls(obj: Any, method: str, record: Callable[..., Any]) -> Iterator[list[Any]]:
+    """Inside the block every call of ``obj.method`` first appends ``record(*args)`` to the yielded list,
+    then runs as before (the instance attribute is removed after)."""
+    original = getattr(obj, method)
+    calls: list[Any] = []
+
+    def recording(*args: Any) -> Any:
+        calls.append(record(*args))
+        return original(*args)
+
+    setattr(obj, method, recording)
+    try:
+        yield calls
+    finally:
+        delattr(obj, method)
