@@ -191,6 +191,8 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
 
             grid = np.linspace(max(0.05, min(xs) * 0.9), 1.0, 50)
             ax.plot(grid, 1 / grid, "k--", lw=0.8, label="1 / FLOPs ratio")
+        for marker, what in (("o", "LLM prefill"), ("s", "TTFT")):  # what each marker shape measures
+            ax.scatter([], [], marker=marker, s=40, color="gray", label=what)
         ax.set_xlabel("analytic prefill FLOPs ratio")
         ax.set_ylabel("speedup vs unpruned")
         ax.set_title(f"{run['model_shape']}, {run['frames']} frames", fontsize=10)
