@@ -14,6 +14,7 @@ installed is skipped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import sys
@@ -190,21 +191,18 @@ def _check_strategies(strategies: list[str], budgets: list[float], mode: str) ->
 
     if not strategies:
         raise PrunekitError("--strategies is empty; name presets ('prunekit presets') or config files.")
-    for raw in strategies:
-        name, _, pinned = raw.partition("@")
-        if name == "hieravid":
+    try:  # the harness's own parser, so the check and the run agree on what a name means
+        specs = benchmark_package("strategy_spec").parse_strategies(strategies, budgets)[1:]  # [0]: unpruned
+    except ValueError:
+        specs = None
+    if specs is None or any(not 0 < spec.budget <= 1 for spec in specs):
+        raise PrunekitError(f"--strategies {','.join(strategies)!r}: the budget after '@' must be a number in "
+                            "(0, 1], e.g. fastv@0.3.")
+    for spec in specs:
+        if spec.strategy == "hieravid":
             continue  # the paper preset per budget, resolved by the harness
-        try:
-            cell_budgets = [float(pinned)] if pinned else budgets
-        except ValueError:
-            cell_budgets = [-1.0]
-        if any(not 0 < b <= 1 for b in cell_budgets):
-            raise PrunekitError(f"--strategies {raw!r}: the budget after '@' must be a number in (0, 1].")
-        for budget in cell_budgets:
-            try:
-                check_pipeline(name, budget, mode)
-            except BudgetError:
-                continue
+        with contextlib.suppress(BudgetError):
+            check_pipeline(spec.strategy, spec.budget, mode)
 
 
 def _tiny_frames() -> int:
