@@ -50,23 +50,29 @@ def test_prompt_shrinks_by_exactly_the_budget(served_full, served_pruned, model:
     assert math.isclose(count / N_VIDEO, 1 - RATE, abs_tol=1 / N_VIDEO)
 
 
+def _apply_keep(model_cls: type, path, model: str, strategy: str) -> list[int]:  # noqa: ANN001
+    """Kept video-token ids (0..N-1) of ``prunekit.apply`` on the Hugging Face ``model_cls`` at vLLM's count."""
+    import tiny_models
+    from transformers import AutoProcessor
+
+    hf_model = model_cls.from_pretrained(path, dtype=torch.float32).eval()
+    inputs = _hf_inputs(AutoProcessor.from_pretrained(path), tiny_models.PROMPTS[model])
+    pipeline = Pipeline(prunekit.presets.get(strategy).with_budget(Budget(reserved() / N_VIDEO, "input")))
+    with prunekit.apply(hf_model, pipeline) as handle, torch.no_grad():
+        hf_model.generate(**inputs, max_new_tokens=1, do_sample=False)
+        kept_sequence = handle.kept_indices()[0][0]
+    video = torch.nonzero(inputs["input_ids"][0] == hf_model.config.video_token_id).flatten()
+    return torch.searchsorted(video, kept_sequence[torch.isin(kept_sequence, video)]).tolist()
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_qwen2_5_vl_keeps_what_prunekit_apply_keeps_on_the_hf_model(served_pruned, checkpoints, strategy: str) -> None:
     """Same checkpoint, same video, same pipeline and count: vLLM's kept ids == `prunekit.apply`'s."""
-    import tiny_models
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+    from transformers import Qwen2_5_VLForConditionalGeneration
 
     vllm_keep = served_pruned("qwen2_5_vl", strategy).keeps[0]["keep"]
-    path = checkpoints["qwen2_5_vl"]
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()
-    inputs = _hf_inputs(AutoProcessor.from_pretrained(path), tiny_models.PROMPTS["qwen2_5_vl"])
-    pipeline = Pipeline(prunekit.presets.get(strategy).with_budget(Budget(reserved() / N_VIDEO, "input")))
-    with prunekit.apply(model, pipeline) as handle, torch.no_grad():
-        model.generate(**inputs, max_new_tokens=1, do_sample=False)
-        kept_sequence = handle.kept_indices()[0][0]
-    video = torch.nonzero(inputs["input_ids"][0] == model.config.video_token_id).flatten()
-    hf_keep = torch.searchsorted(video, kept_sequence[torch.isin(kept_sequence, video)]).tolist()
-    assert hf_keep == vllm_keep
+    assert _apply_keep(Qwen2_5_VLForConditionalGeneration, checkpoints["qwen2_5_vl"], "qwen2_5_vl",
+                       strategy) == vllm_keep
 
 
 QWEN3_FEATURE_GAP = pytest.mark.xfail(
@@ -97,24 +103,11 @@ def test_qwen3_vl_keeps_what_the_shared_function_keeps_on_the_hf_vision_tower(se
 
 @pytest.mark.parametrize("strategy", QWEN3_STRATEGIES)
 def test_qwen3_vl_keeps_what_prunekit_apply_keeps_on_the_hf_model(served_pruned, checkpoints, strategy: str) -> None:
-    """LEAD: the end-to-end twin of the test above, live once prunekit has a ``qwen3_vl`` adapter."""
-    from prunekit.plugins import get_registry
-
-    if "qwen3_vl" not in get_registry().names("adapter"):
-        pytest.skip("prunekit has no qwen3_vl adapter yet (adapters/qwen3_vl.py is being written)")
-    import tiny_models
-    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
+    """The end-to-end twin of the test above, through prunekit's ``qwen3_vl`` adapter."""
+    from transformers import Qwen3VLForConditionalGeneration
 
     vllm_keep = served_pruned("qwen3_vl", strategy).keeps[0]["keep"]
-    path = checkpoints["qwen3_vl"]
-    model = Qwen3VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()
-    inputs = _hf_inputs(AutoProcessor.from_pretrained(path), tiny_models.PROMPTS["qwen3_vl"])
-    pipeline = Pipeline(prunekit.presets.get(strategy).with_budget(Budget(reserved() / N_VIDEO, "input")))
-    with prunekit.apply(model, pipeline) as handle, torch.no_grad():
-        model.generate(**inputs, max_new_tokens=1, do_sample=False)
-        kept_sequence = handle.kept_indices()[0][0]
-    video = torch.nonzero(inputs["input_ids"][0] == model.config.video_token_id).flatten()
-    assert torch.searchsorted(video, kept_sequence[torch.isin(kept_sequence, video)]).tolist() == vllm_keep
+    assert _apply_keep(Qwen3VLForConditionalGeneration, checkpoints["qwen3_vl"], "qwen3_vl", strategy) == vllm_keep
 
 
 @pytest.mark.parametrize("model", MODELS)
